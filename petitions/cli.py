@@ -1,0 +1,100 @@
+"""Command-line tools: `flask --app wsgi <command>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from petitions.db import new_session, utcnow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(app: Flask):  # type: ignore[no-untyped-def]
+    """Alembic's configuration for this app's database."""
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = app.extensions["db_engine"]
+    return config
+
+
+def upgrade_database(app: Flask, revision: str = "head") -> None:
+    """Create or upgrade the schema to `revision`."""
+    from alembic import command
+
+    command.upgrade(alembic_config(app), revision)
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the commands to `flask`."""
+
+    @app.cli.group("db")
+    def db_group() -> None:
+        """Database schema commands."""
+
+    @db_group.command("upgrade")
+    @click.argument("revision", default="head")
+    def db_upgrade(revision: str) -> None:
+        """Create or upgrade the schema (Alembic)."""
+        upgrade_database(current_app, revision)
+        click.echo(f"Database at {revision}.")
+
+    @db_group.command("downgrade")
+    @click.argument("revision")
+    def db_downgrade(revision: str) -> None:
+        """Step the schema back to REVISION."""
+        from alembic import command
+
+        command.downgrade(alembic_config(current_app), revision)
+        click.echo(f"Database at {revision}.")
+
+    @app.cli.command("worker")
+    @click.option("--drain", is_flag=True, help="Send what is due now, then exit.")
+    @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls.")
+    def worker(drain: bool, interval: float) -> None:
+        """Deliver queued email over SMTP and purge expired pending signatures."""
+        from petitions.services import delivery
+
+        if drain:
+            report = delivery.drain(current_app)
+            click.echo(f"{report.sent} sent, {report.retried} to retry, {report.failed} failed.")
+            return
+        click.echo("Mail worker running; Ctrl+C stops it.")
+        delivery.run_forever(current_app, poll_interval=interval)
+
+    @app.cli.command("recount")
+    def recount() -> None:
+        """Check every letter's counts against its signatures and repair drift."""
+        from petitions.services.counts import recount as do_recount
+
+        with new_session(current_app) as session:
+            fixes = do_recount(session)
+            session.commit()
+        if not fixes:
+            click.echo("All counts match the signatures. Nothing to repair.")
+        for line in fixes:
+            click.echo(f"repaired {line}")
+
+    @app.cli.command("purge")
+    def purge() -> None:
+        """Delete pending signatures whose tokens expired, address and all."""
+        from petitions.services.signing import purge_expired
+
+        with new_session(current_app) as session:
+            signatures, tokens = purge_expired(session, utcnow())
+            session.commit()
+        click.echo(f"Deleted {signatures} expired pending signatures and {tokens} expired tokens.")
+
+    @app.cli.command("seed-demo")
+    def seed_demo() -> None:
+        """Create a demo organizer and a published demo letter (idempotent)."""
+        from petitions.services.demo import seed
+
+        with new_session(current_app) as session:
+            message = seed(session, utcnow())
+            session.commit()
+        click.echo(message)

@@ -1,0 +1,199 @@
+"""Flask-WTF forms. Every state change goes through one of these, so every POST checks CSRF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from petitions.models import Affiliation, Display
+
+
+def _no_control_chars(_form: Any, field: Any) -> None:
+    if field.data and any(ord(ch) < 32 and ch not in "\n\r\t" for ch in field.data):
+        raise ValidationError("Please remove the invisible control characters.")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class RealEmail:
+    """Validate an address's syntax (no DNS lookups) and store its normalized form."""
+
+    def __call__(self, _form: Any, field: Any) -> None:
+        if not field.data:
+            return
+        try:
+            result = validate_email(field.data, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValidationError(f"That email address does not look right: {exc}") from None
+        field.data = result.normalized
+
+
+def _email_field(label: str, required: bool = True) -> EmailField:
+    checks = [DataRequired()] if required else [Optional()]
+    return EmailField(
+        label, filters=[_strip], validators=[*checks, Length(max=254), _no_control_chars, RealEmail()]
+    )
+
+
+class EmptyForm(FlaskForm):
+    """A one-button form: its only job is the CSRF token."""
+
+    submit = SubmitField("Submit")
+
+
+class RegisterForm(FlaskForm):
+    """Organizer sign-up."""
+
+    display_name = StringField(
+        "Display name", filters=[_strip], validators=[DataRequired(), Length(max=80), _no_control_chars]
+    )
+    email = _email_field("Email")
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(min=8, max=256, message="Use 8 to 256 characters.")],
+    )
+    confirm = PasswordField(
+        "Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")]
+    )
+    submit = SubmitField("Create account")
+
+
+class LoginForm(FlaskForm):
+    """Organizer log-in."""
+
+    email = _email_field("Email")
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    remember = BooleanField("Keep me logged in on this device")
+    submit = SubmitField("Log in")
+
+
+class ResendAccountForm(FlaskForm):
+    """Ask for a fresh account-confirmation link."""
+
+    email = _email_field("Email")
+    submit = SubmitField("Send a new link")
+
+
+class LetterForm(FlaskForm):
+    """Draft or edit a letter."""
+
+    title = StringField(
+        "Title", filters=[_strip], validators=[DataRequired(), Length(max=200), _no_control_chars]
+    )
+    addressed_to = StringField(
+        "Addressed to",
+        filters=[_strip],
+        description='For example "Satya Nadella, CEO, Microsoft".',
+        validators=[DataRequired(), Length(max=200), _no_control_chars],
+    )
+    body_markdown = TextAreaField(
+        "Letter",
+        description="Markdown: *emphasis*, **strong**, lists, links and headings.",
+        validators=[DataRequired(), Length(max=50_000), _no_control_chars],
+    )
+    goal = IntegerField(
+        "Signature goal (optional)",
+        validators=[Optional(), NumberRange(min=1, max=100_000_000)],
+    )
+    preview = SubmitField("Preview")
+    submit = SubmitField("Save draft")
+
+
+class SignForm(FlaskForm):
+    """The public sign form."""
+
+    name = StringField(
+        "Your name", filters=[_strip], validators=[DataRequired(), Length(max=100), _no_control_chars]
+    )
+    email = _email_field("Email address to verify")
+    job_title = StringField(
+        "Job title (optional)", filters=[_strip], validators=[Optional(), Length(max=100), _no_control_chars]
+    )
+    team = StringField(
+        "Team (optional)", filters=[_strip], validators=[Optional(), Length(max=100), _no_control_chars]
+    )
+    affiliation = RadioField(
+        "You are",
+        choices=[
+            (Affiliation.CURRENT.value, "A current employee"),
+            (Affiliation.FORMER.value, "A former employee"),
+            (Affiliation.CONTRACTOR.value, "A contractor"),
+        ],
+        default=Affiliation.CURRENT.value,
+        validators=[InputRequired()],
+    )
+    display = RadioField(
+        "How you appear",
+        choices=[
+            (Display.COUNTED.value, "Counted only: nothing about me is shown anywhere"),
+            (Display.ANONYMOUS.value, 'Verified, anonymous: shown only as "Verified employee at …"'),
+            (Display.THRESHOLD.value, "Named once enough colleagues are"),
+            (Display.NAMED.value, "Named: my name, job title and team are public"),
+        ],
+        default=Display.COUNTED.value,
+        validators=[InputRequired()],
+    )
+    wants_updates = BooleanField("Send me updates about this letter at a personal address")
+    updates_email = _email_field("Personal address for updates", required=False)
+    submit = SubmitField("Sign")
+
+    def validate_updates_email(self, field: Any) -> None:
+        """A personal address is needed exactly when updates are wanted."""
+        if self.wants_updates.data and not field.data:
+            raise ValidationError("Give a personal address, or untick updates.")
+
+
+class CodeForm(FlaskForm):
+    """Type the emailed code instead of clicking the link."""
+
+    handle = HiddenField(validators=[DataRequired(), Length(max=64)])
+    code = StringField(
+        "Code from the email",
+        filters=[_strip],
+        validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"},
+    )
+    submit = SubmitField("Confirm my signature")
+
+
+class ResendForm(FlaskForm):
+    """Ask for a fresh confirmation email for the pending signature behind a code form."""
+
+    handle = HiddenField(validators=[DataRequired(), Length(max=64)])
+    submit = SubmitField("Send me a fresh email")
+
+
+class WithdrawCodeForm(FlaskForm):
+    """Withdraw a signature with the code shown when it was confirmed."""
+
+    code = StringField(
+        "Withdrawal code",
+        filters=[_strip],
+        validators=[DataRequired(), Length(max=64)],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    submit = SubmitField("Withdraw my signature")

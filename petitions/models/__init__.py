@@ -1,0 +1,23 @@
+"""The models, one module per aggregate; importing this package registers them all."""
+
+from petitions.models.counter import PetitionCounter
+from petitions.models.outbox import OutboxMessage
+from petitions.models.petition import EmployerDomain, Petition, PetitionState
+from petitions.models.signature import Affiliation, Display, Signature, SignatureState
+from petitions.models.token import Token, TokenPurpose
+from petitions.models.user import User
+
+__all__ = [
+    "Affiliation",
+    "Display",
+    "EmployerDomain",
+    "OutboxMessage",
+    "Petition",
+    "PetitionCounter",
+    "PetitionState",
+    "Signature",
+    "SignatureState",
+    "Token",
+    "TokenPurpose",
+    "User",
+]

@@ -1,0 +1,126 @@
+"""Letters (petitions) and the employer domains whose staff may sign them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from petitions.db import Base, UTCDateTime, utcnow
+from petitions.models.errors import InvalidTransition
+
+
+class PetitionState(enum.StrEnum):
+    """Where a letter is in its life."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Petition(Base):
+    """An open letter: drafted by an organizer, then published and signed, then closed."""
+
+    __tablename__ = "petitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organizer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    #: who the letter is for, e.g. "Satya Nadella, CEO, Microsoft"
+    addressed_to: Mapped[str] = mapped_column(String(200))
+    #: Markdown source; rendered with raw HTML off and sanitized
+    body_markdown: Mapped[str] = mapped_column(Text)
+    #: optional number of signatures the organizer aims for
+    goal: Mapped[int | None] = mapped_column(Integer)
+    #: public address part; given at publication, never changed afterwards
+    slug: Mapped[str | None] = mapped_column(String(80), unique=True)
+    state: Mapped[PetitionState] = mapped_column(String(10), default=PetitionState.DRAFT)
+    #: whether addresses outside the employer domains may sign, counted as supporters
+    allow_supporters: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: colleagues needed before "named once enough colleagues are" signers are shown
+    reveal_threshold: Mapped[int] = mapped_column(Integer, default=10)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    domains: Mapped[list[EmployerDomain]] = relationship(
+        back_populates="petition",
+        cascade="all, delete-orphan",
+        order_by="EmployerDomain.domain",
+        lazy="selectin",
+    )
+
+    @property
+    def is_draft(self) -> bool:
+        """Whether only the organizer can see it."""
+        return self.state == PetitionState.DRAFT
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it takes signatures."""
+        return self.state == PetitionState.OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether signing has stopped for good."""
+        return self.state == PetitionState.CLOSED
+
+    def edit(self, *, title: str, addressed_to: str, body_markdown: str, goal: int | None) -> None:
+        """Change the text; only drafts and open letters may change, and only the goal once open."""
+        if self.is_closed:
+            raise InvalidTransition("A closed letter can no longer be edited.")
+        if self.is_open and (
+            title != self.title
+            or addressed_to != self.addressed_to
+            or body_markdown != self.body_markdown
+        ):
+            raise InvalidTransition(
+                "A published letter's text is fixed, so no one's signature is moved to words they"
+                " did not sign. Only the goal can change."
+            )
+        self.title, self.addressed_to, self.body_markdown, self.goal = (
+            title,
+            addressed_to,
+            body_markdown,
+            goal,
+        )
+
+    def publish(self, slug: str, now: datetime) -> None:
+        """Open a draft for signatures under its public slug."""
+        if not self.is_draft:
+            raise InvalidTransition("Only a draft can be published.")
+        self.slug = slug
+        self.state = PetitionState.OPEN
+        self.published_at = now
+
+    def close(self, now: datetime) -> None:
+        """Stop signing; the page stays up with the final count."""
+        if not self.is_open:
+            raise InvalidTransition("Only an open letter can be closed.")
+        self.state = PetitionState.CLOSED
+        self.closed_at = now
+
+    def company_for(self, email_domain: str) -> EmployerDomain | None:
+        """The listed employer whose domain (or a subdomain of it) the address is at."""
+        for employer in self.domains:
+            if email_domain == employer.domain or email_domain.endswith("." + employer.domain):
+                return employer
+        return None
+
+
+class EmployerDomain(Base):
+    """A company whose staff sign as verified employees: `microsoft.com` → Microsoft."""
+
+    __tablename__ = "employer_domains"
+    __table_args__ = (UniqueConstraint("petition_id", "domain"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id", ondelete="CASCADE"))
+    #: lower-case domain without a leading dot; subdomains match too
+    domain: Mapped[str] = mapped_column(String(253))
+    company_name: Mapped[str] = mapped_column(String(100))
+
+    petition: Mapped[Petition] = relationship(back_populates="domains")

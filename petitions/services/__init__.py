@@ -1,0 +1,1 @@
+"""The product's rules. Services add and flush; the caller commits."""

@@ -1,0 +1,221 @@
+"""The mail worker: claim due outbox messages, deliver them over SMTP, retry or fail.
+
+Several workers may run at once: each claims a batch with a lease in one UPDATE
+(on PostgreSQL the candidate rows are picked with FOR UPDATE SKIP LOCKED), so no
+message is sent twice unless a worker dies mid-batch and its lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from flask import Flask
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from petitions.db import new_session, utcnow
+from petitions.models import OutboxMessage
+from petitions.models.outbox import OutboxStatus
+from petitions.services.signing import purge_expired
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass of the worker did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def claim_batch(session: Session, owner: str, limit: int, now: datetime) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages to this worker and return them."""
+    candidates = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == OutboxStatus.QUEUED,
+            OutboxMessage.next_attempt_at <= now,
+            (OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now),
+        )
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.lease_owner == owner, OutboxMessage.status == OutboxStatus.QUEUED)
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def _as_email(message: OutboxMessage, sender: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].rstrip(">") or None)
+    email.set_content(message.body_text)
+    if message.body_html:
+        email.add_alternative(message.body_html, subtype="html")
+    return email
+
+
+def _connect(app: Flask) -> smtplib.SMTP:
+    config = app.config
+    smtp = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"])
+    if config["SMTP_STARTTLS"]:
+        smtp.starttls()
+    if config["SMTP_USERNAME"]:
+        smtp.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"] or "")
+    return smtp
+
+
+def _retry(app: Flask, message: OutboxMessage, error: str, now: datetime) -> bool:
+    """Schedule another attempt with exponential backoff; False when attempts are used up."""
+    message.attempts += 1
+    message.last_error = error[:500]
+    message.lease_owner = message.lease_until = None
+    if message.attempts >= app.config["MAIL_MAX_ATTEMPTS"]:
+        message.status = OutboxStatus.FAILED
+        return False
+    delay = app.config["MAIL_RETRY_BASE"] * (2 ** (message.attempts - 1))
+    message.next_attempt_at = now + timedelta(seconds=min(delay, 6 * 3600))
+    return True
+
+
+def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
+    """Claim one batch and deliver it over a single SMTP connection."""
+    report = DeliveryReport()
+    batch = claim_batch(session, owner, app.config["MAIL_BATCH_SIZE"], utcnow())
+    if not batch:
+        return report
+    try:
+        smtp = _connect(app)
+    except (OSError, smtplib.SMTPException) as exc:
+        # The server is unreachable: the whole batch waits and tries again.
+        error = f"connect: {type(exc).__name__}: {exc}"
+        log.warning("SMTP connection failed; %d messages will be retried", len(batch))
+        for message in batch:
+            if _retry(app, message, error, utcnow()):
+                report.retried += 1
+            else:
+                report.failed += 1
+        session.commit()
+        return report
+    try:
+        for message in batch:
+            try:
+                smtp.send_message(_as_email(message, app.config["MAIL_FROM"]))
+            except smtplib.SMTPResponseException as exc:
+                detail = f"{exc.smtp_code} {exc.smtp_error!r}"
+                if 500 <= exc.smtp_code < 600:
+                    message.status = OutboxStatus.FAILED
+                    message.attempts += 1
+                    message.last_error = f"rejected: {detail}"[:500]
+                    report.failed += 1
+                elif _retry(app, message, f"temporary: {detail}", utcnow()):
+                    report.retried += 1
+                else:
+                    report.failed += 1
+                if exc.smtp_code in {421}:
+                    break
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = [code for code, _ in exc.recipients.values()]
+                if any(500 <= code < 600 for code in codes):
+                    message.status = OutboxStatus.FAILED
+                    message.attempts += 1
+                    message.last_error = f"recipient refused: {codes}"
+                    report.failed += 1
+                elif _retry(app, message, f"recipient deferred: {codes}", utcnow()):
+                    report.retried += 1
+                else:
+                    report.failed += 1
+            except (OSError, smtplib.SMTPException) as exc:
+                _retry(app, message, f"{type(exc).__name__}: {exc}", utcnow())
+                report.retried += 1
+                break
+            else:
+                message.mark_sent(utcnow())
+                report.sent += 1
+    finally:
+        # Messages left leased (after a dropped connection) are freed for the next pass.
+        for message in batch:
+            if message.status == OutboxStatus.QUEUED and message.lease_owner == owner:
+                message.lease_owner = message.lease_until = None
+        session.commit()
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+    log.info("mail batch: %d sent, %d to retry, %d failed", report.sent, report.retried, report.failed)
+    return report
+
+
+def pending_count(session: Session) -> int:
+    """How many messages are still queued (due or not)."""
+    return session.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED)
+    ) or 0
+
+
+def due_count(session: Session, now: datetime) -> int:
+    """How many queued messages are due now."""
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now)
+    ) or 0
+
+
+def drain(app: Flask) -> DeliveryReport:
+    """Send everything that is due now, then return (`worker --drain`)."""
+    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+    total = DeliveryReport()
+    with new_session(app) as session:
+        while True:
+            report = deliver_batch(app, session, owner)
+            total.sent += report.sent
+            total.retried += report.retried
+            total.failed += report.failed
+            if report.sent + report.retried + report.failed == 0:
+                return total
+            if report.sent == 0:
+                # Nothing got through this pass; what is left is scheduled for later.
+                return total
+
+
+def run_forever(app: Flask, poll_interval: float = 1.0, purge_every: float = 3600.0) -> None:
+    """Deliver mail as it becomes due, and purge expired pending signatures every so often."""
+    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+    next_purge = 0.0
+    while True:
+        with new_session(app) as session:
+            if time.monotonic() >= next_purge:
+                purge_expired(session, utcnow())
+                session.commit()
+                next_purge = time.monotonic() + purge_every
+            report = deliver_batch(app, session, owner)
+        if report.sent + report.retried + report.failed == 0:
+            time.sleep(poll_interval)

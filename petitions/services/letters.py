@@ -1,0 +1,124 @@
+"""Letters: draft, edit, publish under a unique slug, close."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from petitions.models import Petition, PetitionState, User
+from petitions.models.errors import DomainError
+
+SLUG_MAX = 60
+
+
+class NotFound(DomainError):
+    """No such letter, or not one this person may see."""
+
+
+def slugify(title: str) -> str:
+    """A readable, ASCII slug made from a title: "Drop the ICE contract!" → "drop-the-ice-contract"."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    slug = slug[:SLUG_MAX].rstrip("-")
+    return slug or "letter"
+
+
+def create_draft(
+    session: Session,
+    organizer: User,
+    *,
+    title: str,
+    addressed_to: str,
+    body_markdown: str,
+    goal: int | None,
+    now: datetime,
+) -> Petition:
+    """Start a new draft that only its organizer can see."""
+    petition = Petition(
+        organizer_id=organizer.id,
+        title=title,
+        addressed_to=addressed_to,
+        body_markdown=body_markdown,
+        goal=goal,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(petition)
+    session.flush()
+    return petition
+
+
+def get_own(session: Session, organizer: User, petition_id: int) -> Petition:
+    """A letter of this organizer's; anyone else's is NotFound, never Forbidden."""
+    petition = session.get(Petition, petition_id)
+    if petition is None or petition.organizer_id != organizer.id:
+        raise NotFound("No such letter.")
+    return petition
+
+
+def list_own(session: Session, organizer: User) -> list[Petition]:
+    """This organizer's letters, newest first."""
+    return list(
+        session.scalars(
+            select(Petition)
+            .where(Petition.organizer_id == organizer.id)
+            .order_by(Petition.created_at.desc(), Petition.id.desc())
+        )
+    )
+
+
+def get_published(session: Session, slug: str) -> Petition:
+    """A published (open or closed) letter by slug; drafts and unknown slugs are NotFound."""
+    if not slug or len(slug) > SLUG_MAX + 12:
+        raise NotFound("No such letter.")
+    petition = session.scalars(select(Petition).where(Petition.slug == slug)).first()
+    if petition is None or petition.is_draft:
+        raise NotFound("No such letter.")
+    return petition
+
+
+def publish(session: Session, petition: Petition, now: datetime) -> None:
+    """Publish a draft under a slug from its title, numbered when the title is taken.
+
+    The unique constraint decides; a savepoint retries with the next number, so two
+    letters published at once with one title both succeed.
+    """
+    base = slugify(petition.title)
+    taken = set(
+        session.scalars(
+            select(Petition.slug).where(
+                (Petition.slug == base) | Petition.slug.like(f"{base}-%", escape="\\")
+            )
+        )
+    )
+    number = 1
+    while True:
+        candidate = base if number == 1 else f"{base}-{number}"
+        number += 1
+        if candidate in taken:
+            continue
+        try:
+            with session.begin_nested():
+                petition.publish(candidate, now)
+                session.flush()
+            return
+        except IntegrityError:
+            petition.state, petition.slug, petition.published_at = PetitionState.DRAFT, None, None
+            taken.add(candidate)
+
+
+def list_published(session: Session, limit: int = 50) -> list[Petition]:
+    """Open and closed letters, newest first."""
+    return list(
+        session.scalars(
+            select(Petition)
+            .where(Petition.state != PetitionState.DRAFT)
+            .order_by(Petition.published_at.desc())
+            .limit(limit)
+        )
+    )

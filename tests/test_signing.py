@@ -1,0 +1,161 @@
+"""The core journey through the HTTP client: publish, sign, confirm by link or code."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from petitions.db import new_session
+from petitions.models import OutboxMessage, Signature, SignatureState, Token
+from tests.conftest import csrf_from, hidden
+
+
+def test_sign_and_confirm_by_link_counts_once(site):
+    slug = site.letter()
+    assert site.count(slug) == 0
+    response = site.sign(slug, "sam@example.net")
+    assert response.status_code == 200
+    assert "Check your email" in response.get_data(as_text=True)
+    assert site.count(slug) == 0  # pending signatures do not count
+
+    site.deliver()
+    mail = site.mailbox.last_to("sam@example.net")
+    path = mail.link().removeprefix("http://undersigned.test")
+    # A mail scanner fetching the link changes nothing.
+    for _ in range(3):
+        page = site.client.get(path)
+        assert page.status_code == 200
+        assert "Confirm" in page.get_data(as_text=True)
+    assert site.count(slug) == 0
+
+    confirmed = site.post_form(path, path, {})
+    assert confirmed.status_code == 200
+    assert "Your signature counts" in confirmed.get_data(as_text=True)
+    assert site.count(slug) == 1
+
+    again = site.post_form(path, path, {})
+    assert "Already confirmed" in again.get_data(as_text=True)
+    assert site.count(slug) == 1
+
+
+def test_confirm_by_typing_code_in_the_open_tab(site):
+    slug = site.letter()
+    page = site.sign(slug, "tab@example.net").get_data(as_text=True)
+    handle = hidden(page, "handle")
+    site.deliver()
+    code = site.mailbox.last_to("tab@example.net").code()
+    response = site.client.post(
+        "/confirm/code", data={"csrf_token": csrf_from(page), "handle": handle, "code": code.lower()}
+    )
+    assert response.status_code == 200
+    assert "Your signature counts" in response.get_data(as_text=True)
+    assert site.count(slug) == 1
+
+
+def test_wrong_codes_die_at_the_limit(site):
+    slug = site.letter()
+    page = site.sign(slug, "guess@example.net").get_data(as_text=True)
+    handle, token = hidden(page, "handle"), csrf_from(page)
+    site.deliver()
+    real = site.mailbox.last_to("guess@example.net").code()
+    wrong = "0000-0000" if real != "0000-0000" else "1111-1111"
+    bodies = []
+    for _ in range(5):
+        r = site.client.post("/confirm/code", data={"csrf_token": token, "handle": handle, "code": wrong})
+        assert r.status_code == 400
+        bodies.append(r.get_data(as_text=True))
+    assert "4 more tries" in bodies[0]
+    assert "Too many wrong codes" in bodies[-1]
+    # Even the right code is refused now; a fresh email is offered.
+    r = site.client.post("/confirm/code", data={"csrf_token": token, "handle": handle, "code": real})
+    assert "Too many wrong codes" in r.get_data(as_text=True)
+    assert "Send me a fresh email" in r.get_data(as_text=True)
+    assert site.count(slug) == 0
+
+
+def test_same_page_whatever_the_address_history(site):
+    slug = site.letter()
+    first = site.sign(slug, "repeat@example.net")
+    site.confirm_link("repeat@example.net")
+    again = site.sign(slug, "Repeat+tag@Example.NET")
+    new = site.sign(slug, "new@example.net")
+
+    def normalized(response):
+        html = response.get_data(as_text=True)
+        html = re.sub(r'value="[^"]+"', 'value=""', html)
+        return html
+
+    assert first.status_code == again.status_code == new.status_code == 200
+    assert normalized(first) == normalized(again) == normalized(new)
+    assert site.count(slug) == 1
+    with new_session(site.app, write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 2
+
+
+def test_expired_link_offers_a_fresh_email(site, app):
+    slug = site.letter()
+    site.sign(slug, "late@example.net")
+    site.deliver()
+    path = site.mailbox.last_to("late@example.net").link().removeprefix("http://undersigned.test")
+    with new_session(app) as session:
+        for token in session.scalars(select(Token)):
+            token.expires_at = token.created_at
+        session.commit()
+    page = site.client.get(path)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "expired" in html
+    response = site.client.post(
+        "/confirm/resend", data={"csrf_token": csrf_from(html), "handle": hidden(html, "handle")}
+    )
+    assert response.status_code == 200
+    site.mailbox.clear()
+    fresh = site.confirm_link("late@example.net")
+    assert "Your signature counts" in fresh.get_data(as_text=True)
+    assert site.count(slug) == 1
+
+
+def test_tampered_link_is_refused_clearly(site):
+    slug = site.letter()
+    site.sign(slug, "tamper@example.net")
+    site.deliver()
+    path = site.mailbox.last_to("tamper@example.net").link().removeprefix("http://undersigned.test")
+    bad = path[:-3] + ("aaa" if not path.endswith("aaa") else "bbb")
+    for candidate in [bad, "/c/nonsense", "/c/" + "x" * 5000]:
+        response = site.client.get(candidate)
+        assert response.status_code == 400
+        assert "not valid" in response.get_data(as_text=True)
+    assert site.count(slug) == 0
+
+
+def test_closed_letter_stops_signing_and_shows_final_count(site):
+    slug = site.letter()
+    site.sign(slug, "early@example.net")
+    site.confirm_link("early@example.net")
+    petition_id = _petition_id(site, slug)
+    response = site.post_form(f"/letters/{petition_id}", f"/letters/{petition_id}/close", {})
+    assert response.status_code == 302
+    page = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    assert "This letter is closed" in page
+    assert 'action="/p/' not in page
+    assert site.count(slug) == 1
+
+
+def _petition_id(site, slug):
+    from petitions.models import Petition
+
+    with new_session(site.app, write=False) as session:
+        return session.scalars(select(Petition.id).where(Petition.slug == slug)).one()
+
+
+def test_email_is_queued_not_sent_in_the_request(site, app):
+    slug = site.letter()
+    site.mailbox.clear()
+    site.sign(slug, "queued@example.net")
+    assert site.mailbox.to("queued@example.net") == []
+    with new_session(app, write=False) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) >= 1
+        assert session.scalars(select(Signature)).one().state == SignatureState.PENDING
+    site.deliver()
+    assert len(site.mailbox.to("queued@example.net")) == 1
