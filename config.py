@@ -77,6 +77,7 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     """Settings for the test suite; tests override DATABASE_URL and SMTP_PORT."""
 
+    __test__ = False  # not a pytest test class
     ENV_NAME = "testing"
     TESTING = True
     SECRET_KEY = "test-secret-key"

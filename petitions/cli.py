@@ -66,6 +66,19 @@ def register_commands(app: Flask) -> None:
         click.echo("Mail worker running; Ctrl+C stops it.")
         delivery.run_forever(current_app, poll_interval=interval)
 
+    @app.cli.command("mail-status")
+    def mail_status() -> None:
+        """Show the outbox: how many messages are queued, sent and failed, and why they failed."""
+        from petitions.services.delivery import outbox_summary
+
+        with new_session(current_app, write=False) as session:
+            summary = outbox_summary(session)
+        click.echo(
+            f"{summary.queued} queued, {summary.sent} sent, {summary.failed} failed."
+        )
+        for line in summary.failures:
+            click.echo(f"failed: {line}")
+
     @app.cli.command("recount")
     def recount() -> None:
         """Check every letter's counts against its signatures and repair drift."""

@@ -17,6 +17,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
     EqualTo,
@@ -139,9 +140,9 @@ class SignForm(FlaskForm):
     affiliation = RadioField(
         "You are",
         choices=[
-            (Affiliation.CURRENT.value, "A current employee"),
-            (Affiliation.FORMER.value, "A former employee"),
-            (Affiliation.CONTRACTOR.value, "A contractor"),
+            SelectChoice(Affiliation.CURRENT.value, "A current employee"),
+            SelectChoice(Affiliation.FORMER.value, "A former employee"),
+            SelectChoice(Affiliation.CONTRACTOR.value, "A contractor"),
         ],
         default=Affiliation.CURRENT.value,
         validators=[InputRequired()],
@@ -149,10 +150,15 @@ class SignForm(FlaskForm):
     display = RadioField(
         "How you appear",
         choices=[
-            (Display.COUNTED.value, "Counted only: nothing about me is shown anywhere"),
-            (Display.ANONYMOUS.value, 'Verified, anonymous: shown only as "Verified employee at …"'),
-            (Display.THRESHOLD.value, "Named once enough colleagues are"),
-            (Display.NAMED.value, "Named: my name, job title and team are public"),
+            SelectChoice(Display.COUNTED.value, "Counted only: nothing about me is shown anywhere"),
+            SelectChoice(
+                Display.ANONYMOUS.value, 'Verified, anonymous: shown only as "Verified employee at …"'
+            ),
+            SelectChoice(
+                Display.THRESHOLD.value,
+                "Named once enough colleagues are: anonymous until then",
+            ),
+            SelectChoice(Display.NAMED.value, "Named: my name, job title and team are public"),
         ],
         default=Display.COUNTED.value,
         validators=[InputRequired()],

@@ -135,6 +135,12 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
                     message.attempts += 1
                     message.last_error = f"rejected: {detail}"[:500]
                     report.failed += 1
+                    log.warning(
+                        "message #%d to @%s rejected for good: %s",
+                        message.id,
+                        message.recipient_domain,
+                        exc.smtp_code,
+                    )
                 elif _retry(app, message, f"temporary: {detail}", utcnow()):
                     report.retried += 1
                 else:
@@ -173,20 +179,36 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
     return report
 
 
-def pending_count(session: Session) -> int:
-    """How many messages are still queued (due or not)."""
-    return session.scalar(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED)
-    ) or 0
+@dataclass
+class OutboxSummary:
+    """The outbox at a glance, for operators. Failures name the domain, never the address."""
+
+    queued: int
+    sent: int
+    failed: int
+    failures: list[str]
 
 
-def due_count(session: Session, now: datetime) -> int:
-    """How many queued messages are due now."""
-    return session.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now)
-    ) or 0
+def outbox_summary(session: Session, recent: int = 20) -> OutboxSummary:
+    """Counts by status and the most recent failures."""
+    by_status = dict(
+        session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+    )
+    failed_rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.FAILED)
+        .order_by(OutboxMessage.id.desc())
+        .limit(recent)
+    )
+    return OutboxSummary(
+        queued=by_status.get(OutboxStatus.QUEUED, 0),
+        sent=by_status.get(OutboxStatus.SENT, 0),
+        failed=by_status.get(OutboxStatus.FAILED, 0),
+        failures=[
+            f"#{m.id} to @{m.recipient_domain} after {m.attempts} attempts: {m.last_error}"
+            for m in failed_rows
+        ],
+    )
 
 
 def drain(app: Flask) -> DeliveryReport:

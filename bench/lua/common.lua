@@ -1,0 +1,46 @@
+-- Shared by every bench script: thread ids, a clock, and the summary as one JSON line.
+-- wrk loads a script once per thread (each in its own Lua state) and once in its main state.
+local ffi = require("ffi")
+ffi.cdef([[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]])
+local timespec = ffi.new("bench_timespec")
+local REALTIME, MONOTONIC = 0, 1
+
+-- Seconds on the wall clock (comparable with Python's time.time()).
+function bench_wall_time()
+  ffi.C.clock_gettime(REALTIME, timespec)
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) / 1e9
+end
+
+-- Seconds on a clock that never jumps, for pacing.
+function bench_monotonic()
+  ffi.C.clock_gettime(MONOTONIC, timespec)
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) / 1e9
+end
+
+-- Defaults for the main state, where wrk calls request() once to check it without init().
+id = 0
+exhausted = 0
+
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function done(summary, latency, requests)
+  local spent = 0
+  for _, thread in ipairs(threads) do
+    spent = spent + (thread:get("exhausted") or 0)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_us": %.0f, "connect": %d, "read": %d, "write": %d,'
+      .. ' "status": %d, "timeout": %d, "p50_us": %.0f, "p99_us": %.0f, "max_us": %.0f,'
+      .. ' "exhausted": %d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max, spent))
+end

@@ -1,0 +1,181 @@
+"""Child processes of a benchmark run: gunicorn, the mail worker, the SMTP sink, `flask` commands.
+
+Every child gets its own process group, so stopping one stops its workers too, and every wait
+has a deadline. `Children.stop_all()` runs in a `finally`, so nothing outlives the run.
+"""
+
+# The commands started here are fixed argument lists of our own, never built from outside input.
+# ruff: noqa: S603
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark needs did not work: the run cannot go on."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def gunicorn_command(app_spec: str, port: int, workers: int) -> list[str]:
+    """The production command; if gunicorn.conf.py is not there, flags that say the same."""
+    if GUNICORN_CONF.exists():
+        return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONF), app_spec]
+    return [
+        str(BIN / "gunicorn"),
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        "--worker-class=sync",
+        "--timeout=30",
+        "--max-requests=10000",
+        "--max-requests-jitter=1000",
+        app_spec,
+    ]
+
+
+@dataclass
+class Children:
+    """The long-running children of a run, by name, with their logs."""
+
+    log_dir: Path
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start `command` in its own process group, output to `<log_dir>/<name>.log`."""
+        if name in self.running:
+            raise BenchError(f"{name} is already running")
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            child = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self.running[name] = child
+        return child
+
+    def check_alive(self) -> None:
+        """Raise if a child died on its own: a crashed server makes every number meaningless."""
+        for name, child in self.running.items():
+            if child.poll() is not None:
+                raise BenchError(f"{name} exited with {child.returncode}; see {name}.log")
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        """SIGTERM the child's process group, then SIGKILL whatever is left after `timeout`."""
+        child = self.running.pop(name, None)
+        if child is None:
+            return
+        if child.poll() is None:
+            _signal_group(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(child.pid, signal.SIGKILL)
+                child.wait(timeout=timeout)
+        # Workers of a gunicorn that was killed hard may linger in the group.
+        _signal_group(child.pid, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        """Stop every child, newest first."""
+        for name in reversed(list(self.running)):
+            self.stop(name)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_for_http(port: int, path: str = "/", timeout: float = 30) -> None:
+    """Wait until something answers HTTP on 127.0.0.1:`port` (any status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = http_get(port, path, timeout=2)
+            if status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout:.0f} s")
+
+
+def http_get(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, str], str]:
+    """One GET on 127.0.0.1: status, headers (lower-case names) and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read().decode("utf-8", "replace")
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+def run_command(
+    command: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion within `timeout`; raise with its output if it fails."""
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"`{' '.join(command[-3:])}` took longer than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise BenchError(
+            f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def flask_command(*args: str) -> list[str]:
+    """`flask --app wsgi ARGS` with the venv's flask."""
+    return [str(BIN / "flask"), "--app", "wsgi", *args]
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of a process, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces or parentheses; fields after the last ')' are fixed.
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MB (VmRSS), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,31 @@
+"""Gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Environment:
+    PORT             port to listen on, on 127.0.0.1 only (default 8000)
+    BIND             where to listen instead, overriding PORT: `0.0.0.0:8000`, `unix:/run/us.sock`,
+                     or several, comma-separated. Behind a reverse proxy keep the loopback default.
+    WEB_CONCURRENCY  worker processes (default 2 x cores + 1, at most 8)
+"""
+
+import os
+
+# Unlike gunicorn's own default (0.0.0.0:$PORT when PORT is set), listen on loopback unless told.
+_addresses = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or 8000}"
+bind = [address.strip() for address in _addresses.split(",") if address.strip()]
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * (os.cpu_count() or 1) + 1, 8))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 30
+
+# No access log by default: confirmation, management and mailbox URLs carry secret tokens in
+# their paths, and a log line would keep them. Turn it on only with a format that drops the path.
+accesslog = None
+errorlog = "-"  # stderr
+
+# Each worker builds its own app, so no database connection is shared across a fork.
+preload_app = False
+
+# Recycle workers now and then so a slow leak cannot grow without bound; jitter keeps them from
+# all restarting at once.
+max_requests = 10_000
+max_requests_jitter = 1_000

@@ -1,0 +1,73 @@
+"""Commands (recount, purge, db upgrade) and the health check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from config import TestingConfig
+from petitions import create_app
+from petitions.db import new_session
+from petitions.models import PetitionCounter, Signature, Token
+
+
+def test_recount_repairs_drift_and_says_what(site, app):
+    slug = site.letter()
+    for n in range(3):
+        site.sign(slug, f"count{n}@example.net")
+        site.confirm_link(f"count{n}@example.net")
+    with new_session(app) as session:
+        session.execute(update(PetitionCounter).values(value=PetitionCounter.value + 5))
+        session.commit()
+    assert site.count(slug) > 3
+    result = app.test_cli_runner().invoke(args=["recount"])
+    assert result.exit_code == 0
+    assert "repaired" in result.output and "total" in result.output and "-> 3" in result.output
+    assert site.count(slug) == 3
+    again = app.test_cli_runner().invoke(args=["recount"])
+    assert "Nothing to repair" in again.output
+
+
+def test_purge_deletes_expired_pending_signatures_only(site, app):
+    slug = site.letter()
+    site.sign(slug, "kept@example.net")
+    site.confirm_link("kept@example.net")
+    site.sign(slug, "stale@example.net")
+    site.sign(slug, "fresh@example.net")
+    with new_session(app) as session:
+        stale = session.scalars(
+            select(Signature).where(Signature.email == "stale@example.net")
+        ).one()
+        for token in session.scalars(select(Token).where(Token.signature_id == stale.id)):
+            token.expires_at = token.created_at - timedelta(seconds=1)
+        session.commit()
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 0
+    assert "Deleted 1 expired pending signatures" in result.output
+    with new_session(app, write=False) as session:
+        emails = set(session.scalars(select(Signature.email)))
+        assert emails == {None, "fresh@example.net"}
+        assert session.scalar(select(func.count()).select_from(Signature)) == 2
+    assert site.count(slug) == 1
+
+
+def test_db_upgrade_command_is_idempotent(app):
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "Database at head." in result.output
+
+
+def test_healthz_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_healthz_503_when_database_is_down():
+    config = TestingConfig()
+    config.DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    app = create_app(config)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] != "ok"

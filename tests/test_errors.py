@@ -1,0 +1,85 @@
+"""Bad input gets a clear page in the site's look: never a 500, never a half-written row."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from petitions.db import new_session
+from petitions.models import OutboxMessage, Signature
+from tests.conftest import csrf_from
+
+
+def _rows(app, model) -> int:
+    with new_session(app, write=False) as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_error_pages_share_the_site_look(client):
+    for path, status in [("/nope", 404), ("/p/no-such-letter", 404), ("/p/" + "a" * 3000, 404)]:
+        response = client.get(path)
+        assert response.status_code == status
+        assert 'class="site-header"' in response.get_data(as_text=True)
+    response = client.get("/p/x/sign")
+    assert response.status_code == 405
+    assert "Allow" in response.headers
+
+
+def test_post_without_csrf_is_refused_and_changes_nothing(site, app):
+    slug = site.letter()
+    response = site.client.post(
+        f"/p/{slug}/sign",
+        data={"name": "N", "email": "nocsrf@example.net", "affiliation": "current", "display": "named"},
+    )
+    assert response.status_code == 400
+    assert "This form has expired" in response.get_data(as_text=True)
+    assert _rows(app, Signature) == 0
+
+
+def test_bad_sign_input_is_a_form_error(site, app):
+    slug = site.letter()
+    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    token = csrf_from(html)
+    cases = [
+        {"name": "", "email": "ok@example.net"},
+        {"name": "Bad", "email": "not-an-address"},
+        {"name": "Bad", "email": "a@b@c"},
+        {"name": "x" * 500, "email": "ok@example.net"},
+        {"name": "Nul\x00byte", "email": "ok@example.net"},
+        {"name": "Bad", "email": "ok@example.net", "display": "everyone"},
+        {"name": "Bad", "email": "ok@example.net", "wants_updates": "y"},
+    ]
+    for case in cases:
+        data = {"csrf_token": token, "affiliation": "current", "display": "named", **case}
+        response = site.client.post(f"/p/{slug}/sign", data=data)
+        assert response.status_code == 400, case
+        assert 'class="error"' in response.get_data(as_text=True), case
+    assert _rows(app, Signature) == 0
+    assert _rows(app, OutboxMessage) == 0
+
+
+def test_oversized_request_is_413(site):
+    slug = site.letter()
+    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    response = site.client.post(
+        f"/p/{slug}/sign", data={"csrf_token": csrf_from(html), "name": "x" * 300_000}
+    )
+    assert response.status_code == 413
+    assert 'class="site-header"' in response.get_data(as_text=True)
+
+
+def test_bad_codes_and_handles_are_form_errors(site):
+    slug = site.letter()
+    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    token = csrf_from(html)
+    for data in [
+        {"handle": "", "code": "1234-5678"},
+        {"handle": "x" * 100, "code": "1234-5678"},
+        {"handle": "made-up", "code": "1234-5678"},
+        {"handle": "made-up", "code": "\x00\x01"},
+        {"handle": "made-up", "code": "'; DROP TABLE signatures; --"},
+    ]:
+        response = site.client.post("/confirm/code", data={"csrf_token": token, **data})
+        assert response.status_code == 400, data
+    for path in ["/c/" + "%00", "/w/garbage", "/account/confirm/garbage"]:
+        assert site.client.get(path).status_code in {400, 200, 404}
+        assert site.client.get(path).status_code < 500

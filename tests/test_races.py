@@ -1,0 +1,91 @@
+"""Concurrency: exact counts and one signature per address, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from petitions.db import new_session
+from petitions.models import Signature
+from tests.conftest import csrf_from
+
+
+def _run_together(jobs) -> list:
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index: int, job) -> None:
+        try:
+            prepared = job[0]()
+            barrier.wait()
+            results[index] = job[1](prepared)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    return results
+
+
+def test_twenty_concurrent_confirmations_count_exactly(site, app):
+    slug = site.letter()
+    addresses = [f"worker{n}@example.net" for n in range(20)]
+    for address in addresses:
+        site.sign(slug, address)
+    site.deliver()
+    paths = [
+        site.mailbox.last_to(a).link().removeprefix("http://undersigned.test") for a in addresses
+    ]
+
+    def job(path):
+        client = app.test_client()
+
+        def prepare():
+            return csrf_from(client.get(path).get_data(as_text=True))
+
+        def act(token):
+            return client.post(path, data={"csrf_token": token}).status_code
+
+        return prepare, act
+
+    statuses = _run_together([job(p) for p in paths])
+    assert statuses == [200] * 20
+    assert site.count(slug) == 20
+    result = app.test_cli_runner().invoke(args=["recount"])
+    assert "Nothing to repair" in result.output
+
+
+def test_ten_concurrent_signs_with_one_address_make_one_signature(site, app):
+    slug = site.letter()
+
+    def job(n):
+        client = app.test_client()
+
+        def prepare():
+            return csrf_from(client.get(f"/p/{slug}").get_data(as_text=True))
+
+        def act(token):
+            data = {
+                "csrf_token": token,
+                "name": f"Racer {n}",
+                "email": "Racer+x@Example.net" if n % 2 else "racer@example.net",
+                "affiliation": "current",
+                "display": "counted",
+            }
+            return client.post(f"/p/{slug}/sign", data=data).status_code
+
+        return prepare, act
+
+    statuses = _run_together([job(n) for n in range(10)])
+    assert statuses == [200] * 10
+    with new_session(app, write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 1
+    # Whichever email arrives, it confirms the one signature.
+    site.confirm_link("racer@example.net")
+    assert site.count(slug) == 1
