@@ -167,10 +167,16 @@ class SignForm(FlaskForm):
     updates_email = _email_field("Personal address for updates", required=False)
     submit = SubmitField("Sign")
 
-    def validate_updates_email(self, field: Any) -> None:
-        """A personal address is needed exactly when updates are wanted."""
-        if self.wants_updates.data and not field.data:
-            raise ValidationError("Give a personal address, or untick updates.")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Check the fields, then that a personal address is given when updates are wanted."""
+        valid = super().validate(extra_validators)
+        if self.wants_updates.data and not self.updates_email.data:
+            self.updates_email.errors = [
+                *self.updates_email.errors,
+                "Give a personal address, or untick updates.",
+            ]
+            return False
+        return valid
 
 
 class CodeForm(FlaskForm):
