@@ -76,18 +76,19 @@ class Children:
                 raise BenchError(f"{name} exited with {child.returncode}; see {name}.log")
 
     def stop(self, name: str, timeout: float = 15) -> None:
-        """SIGTERM the child's process group, then SIGKILL whatever is left after `timeout`."""
+        """SIGTERM the child, then SIGKILL its whole process group after `timeout` at most."""
         child = self.running.pop(name, None)
         if child is None:
             return
         if child.poll() is None:
-            _signal_group(child.pid, signal.SIGTERM)
+            # The leader alone: gunicorn's master then stops its workers gracefully.
+            child.terminate()
             try:
                 child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _signal_group(child.pid, signal.SIGKILL)
                 child.wait(timeout=timeout)
-        # Workers of a gunicorn that was killed hard may linger in the group.
+        # Whatever is left in the group (workers of a master that died) goes too.
         _signal_group(child.pid, signal.SIGKILL)
 
     def stop_all(self) -> None:

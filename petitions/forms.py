@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -58,6 +59,40 @@ def _email_field(label: str, required: bool = True) -> EmailField:
     return EmailField(
         label, filters=[_strip], validators=[*checks, Length(max=254), _no_control_chars, RealEmail()]
     )
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def parse_employers(text: str) -> dict[str, str]:
+    """Parse "domain Company name" lines into {domain: name}; raise ValueError saying what is wrong."""
+    employers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        domain, _, name = line.replace("=", " ").partition(" ")
+        domain = domain.strip().lstrip("@").rstrip(".").lower()
+        name = name.strip()
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"Line {number}: {domain!r} is not a domain.") from None
+        if not _DOMAIN.match(domain):
+            raise ValueError(f"Line {number}: {domain!r} is not a domain like microsoft.com.")
+        if not name or len(name) > 100:
+            raise ValueError(f"Line {number}: give the company's name after the domain.")
+        if domain in employers:
+            raise ValueError(f"Line {number}: {domain} is listed twice.")
+        employers[domain] = name
+    if len(employers) > 50:
+        raise ValueError("List at most 50 companies.")
+    return employers
+
+
+def format_employers(employers: dict[str, str]) -> str:
+    """The textarea form of an employer list."""
+    return "\n".join(f"{domain} {name}" for domain, name in employers.items())
 
 
 class EmptyForm(FlaskForm):
@@ -120,15 +155,42 @@ class LetterForm(FlaskForm):
         "Signature goal (optional)",
         validators=[Optional(), NumberRange(min=1, max=100_000_000)],
     )
+    employers = TextAreaField(
+        "Employer domains",
+        description=(
+            "One company per line: its email domain, then its name, e.g. "
+            '"microsoft.com Microsoft". Subdomains count too. Fixed once published.'
+        ),
+        validators=[Optional(), Length(max=5_000), _no_control_chars],
+    )
+    allow_supporters = BooleanField(
+        "Anyone else may sign as a supporter (counted and shown apart from employees)",
+        default=True,
+    )
+    reveal_threshold = IntegerField(
+        'Colleagues needed before "named once enough colleagues are" signers are shown',
+        default=10,
+        validators=[InputRequired(), NumberRange(min=2, max=1_000_000)],
+    )
     preview = SubmitField("Preview")
     submit = SubmitField("Save draft")
+
+    def validate_employers(self, field: Any) -> None:
+        """Each line must be a domain and a company name."""
+        try:
+            parse_employers(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class SignForm(FlaskForm):
     """The public sign form."""
 
     name = StringField(
-        "Your name", filters=[_strip], validators=[DataRequired(), Length(max=100), _no_control_chars]
+        "Your name",
+        filters=[_strip],
+        description="Stored and shown only if you choose to be named.",
+        validators=[Optional(), Length(max=100), _no_control_chars],
     )
     email = _email_field("Email address to verify")
     job_title = StringField(
@@ -168,8 +230,12 @@ class SignForm(FlaskForm):
     submit = SubmitField("Sign")
 
     def validate(self, extra_validators: Any = None) -> bool:
-        """Check the fields, then that a personal address is given when updates are wanted."""
+        """Check the fields; a name is needed only for choices that show one, and a personal
+        address only when updates are wanted."""
         valid = super().validate(extra_validators)
+        if self.display.data in {Display.NAMED.value, Display.THRESHOLD.value} and not self.name.data:
+            self.name.errors = [*self.name.errors, "Give the name to show, or choose another option."]
+            valid = False
         if self.wants_updates.data and not self.updates_email.data:
             self.updates_email.errors = [
                 *self.updates_email.errors,

@@ -169,6 +169,8 @@ class Site:
             "addressed_to": "Satya Nadella, CEO, Microsoft",
             "body_markdown": "We ask you to **cancel** the contract.",
             "goal": "100",
+            "reveal_threshold": "10",
+            "allow_supporters": "y",
             **fields,
         }
         response = self.post_form("/letters/new", "/letters/new", data)

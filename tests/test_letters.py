@@ -47,6 +47,7 @@ def test_preview_renders_markdown_safely_without_saving(site, app):
         "addressed_to": "The Board",
         "body_markdown": "**Bold** <script>alert(1)</script> [x](javascript:alert(1))",
         "goal": "",
+        "reveal_threshold": "10",
         "preview": "Preview",
     }
     response = site.post_form("/letters/new", "/letters/new", data)
@@ -96,13 +97,20 @@ def test_edit_draft_then_text_is_fixed_after_publication(site):
     site.organizer()
     petition_id = site.draft("Original")
     edit = f"/letters/{petition_id}/edit"
-    data = {"title": "Edited", "addressed_to": "CEO", "body_markdown": "New text", "goal": "5"}
+    data = {
+        "title": "Edited",
+        "addressed_to": "CEO",
+        "body_markdown": "New text",
+        "goal": "5",
+        "reveal_threshold": "10",
+        "allow_supporters": "y",
+    }
     assert site.post_form(edit, edit, data).status_code == 302
     assert "Edited" in site.client.get(f"/letters/{petition_id}").get_data(as_text=True)
     site.publish(petition_id)
     changed = site.post_form(edit, edit, {**data, "body_markdown": "Sneaky change"})
     assert changed.status_code == 409
-    assert "text is fixed" in changed.get_data(as_text=True)
+    assert "text and signing rules are fixed" in changed.get_data(as_text=True)
     goal_only = site.post_form(edit, edit, {**data, "goal": "50"})
     assert goal_only.status_code == 302
 
@@ -119,7 +127,7 @@ def test_empty_and_oversized_letter_fields_are_form_errors(site, app):
     response = site.post_form(
         "/letters/new",
         "/letters/new",
-        {"title": "T", "addressed_to": "A", "body_markdown": "B", "goal": "-3"},
+        {"title": "T", "addressed_to": "A", "body_markdown": "B", "goal": "-3", "reveal_threshold": "10"},
     )
     assert response.status_code == 400
     with new_session(app, write=False) as session:

@@ -68,18 +68,32 @@ class Petition(Base):
         """Whether signing has stopped for good."""
         return self.state == PetitionState.CLOSED
 
-    def edit(self, *, title: str, addressed_to: str, body_markdown: str, goal: int | None) -> None:
-        """Change the text; only drafts and open letters may change, and only the goal once open."""
+    def edit(
+        self,
+        *,
+        title: str,
+        addressed_to: str,
+        body_markdown: str,
+        goal: int | None,
+        employers: dict[str, str],
+        allow_supporters: bool,
+        reveal_threshold: int,
+    ) -> None:
+        """Change a draft; once published only the goal may change, and nothing once closed."""
         if self.is_closed:
             raise InvalidTransition("A closed letter can no longer be edited.")
+        current_employers = {d.domain: d.company_name for d in self.domains}
         if self.is_open and (
             title != self.title
             or addressed_to != self.addressed_to
             or body_markdown != self.body_markdown
+            or employers != current_employers
+            or allow_supporters != self.allow_supporters
+            or reveal_threshold != self.reveal_threshold
         ):
             raise InvalidTransition(
-                "A published letter's text is fixed, so no one's signature is moved to words they"
-                " did not sign. Only the goal can change."
+                "A published letter's text and signing rules are fixed, so no one's signature is"
+                " moved to words or rules they did not sign. Only the goal can change."
             )
         self.title, self.addressed_to, self.body_markdown, self.goal = (
             title,
@@ -87,6 +101,16 @@ class Petition(Base):
             body_markdown,
             goal,
         )
+        self.allow_supporters, self.reveal_threshold = allow_supporters, reveal_threshold
+        # Changed in place, so a kept domain never meets its own unique constraint.
+        for employer in list(self.domains):
+            if employer.domain not in employers:
+                self.domains.remove(employer)
+            else:
+                employer.company_name = employers[employer.domain]
+        for domain, name in employers.items():
+            if domain not in current_employers:
+                self.domains.append(EmployerDomain(domain=domain, company_name=name))
 
     def publish(self, slug: str, now: datetime) -> None:
         """Open a draft for signatures under its public slug."""

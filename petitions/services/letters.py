@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from petitions.models import Petition, PetitionState, User
+from petitions.models import EmployerDomain, Petition, PetitionState, User
 from petitions.models.errors import DomainError
 
 SLUG_MAX = 60
@@ -37,6 +37,9 @@ def create_draft(
     body_markdown: str,
     goal: int | None,
     now: datetime,
+    employers: dict[str, str] | None = None,
+    allow_supporters: bool = True,
+    reveal_threshold: int = 10,
 ) -> Petition:
     """Start a new draft that only its organizer can see."""
     petition = Petition(
@@ -45,9 +48,15 @@ def create_draft(
         addressed_to=addressed_to,
         body_markdown=body_markdown,
         goal=goal,
+        allow_supporters=allow_supporters,
+        reveal_threshold=reveal_threshold,
         created_at=now,
         updated_at=now,
     )
+    petition.domains = [
+        EmployerDomain(domain=domain, company_name=name)
+        for domain, name in (employers or {}).items()
+    ]
     session.add(petition)
     session.flush()
     return petition

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from petitions.db import get_session, utcnow
-from petitions.forms import EmptyForm, LetterForm
+from petitions.forms import EmptyForm, LetterForm, format_employers, parse_employers
 from petitions.models import Petition
 from petitions.models.errors import InvalidTransition
 from petitions.services import counts, letters
@@ -34,6 +36,19 @@ def _own(petition_id: int) -> Petition:
         abort(404)
 
 
+def _letter_fields(form: LetterForm) -> dict[str, Any]:
+    """The validated form as keyword arguments for a draft."""
+    return {
+        "title": form.title.data,
+        "addressed_to": form.addressed_to.data,
+        "body_markdown": form.body_markdown.data,
+        "goal": form.goal.data,
+        "employers": parse_employers(form.employers.data or ""),
+        "allow_supporters": bool(form.allow_supporters.data),
+        "reveal_threshold": form.reveal_threshold.data,
+    }
+
+
 @bp.get("/")
 def dashboard():  # type: ignore[no-untyped-def]
     """The organizer's letters with their verified counts."""
@@ -58,15 +73,7 @@ def create():  # type: ignore[no-untyped-def]
     if form.preview.data:
         return render_template("letters/edit.html", form=form, petition=None, preview=True)
     session = get_session()
-    petition = letters.create_draft(
-        session,
-        current_user,
-        title=form.title.data,
-        addressed_to=form.addressed_to.data,
-        body_markdown=form.body_markdown.data,
-        goal=form.goal.data,
-        now=utcnow(),
-    )
+    petition = letters.create_draft(session, current_user, now=utcnow(), **_letter_fields(form))
     session.commit()
     flash("Draft saved. Only you can see it until you publish it.", "success")
     return redirect(url_for("organizer.show", petition_id=petition.id))
@@ -86,7 +93,9 @@ def show(petition_id: int):  # type: ignore[no-untyped-def]
 def edit_form(petition_id: int):  # type: ignore[no-untyped-def]
     """The edit form, filled in."""
     petition = _own(petition_id)
-    return render_template("letters/edit.html", form=LetterForm(obj=petition), petition=petition)
+    form = LetterForm(obj=petition)
+    form.employers.data = format_employers({d.domain: d.company_name for d in petition.domains})
+    return render_template("letters/edit.html", form=form, petition=petition)
 
 
 @bp.post("/<int:petition_id>/edit")
@@ -99,12 +108,7 @@ def edit(petition_id: int):  # type: ignore[no-untyped-def]
     if form.preview.data:
         return render_template("letters/edit.html", form=form, petition=petition, preview=True)
     try:
-        petition.edit(
-            title=form.title.data,
-            addressed_to=form.addressed_to.data,
-            body_markdown=form.body_markdown.data,
-            goal=form.goal.data,
-        )
+        petition.edit(**_letter_fields(form))
     except InvalidTransition as exc:
         form.form_errors.append(str(exc))
         return render_template("letters/edit.html", form=form, petition=petition), 409

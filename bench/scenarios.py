@@ -1,0 +1,283 @@
+"""The scenarios: what is driven against a running site, and what is checked afterwards."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import Flask
+from sqlalchemy import Engine, text
+
+from bench import data, smtp_sink
+from bench.load import Load, WrkResult, wrk
+from bench.procs import BenchError, http_get
+
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@dataclass
+class Site:
+    """A running app under test and what the scenarios need to talk to it."""
+
+    database: str
+    port: int
+    letter: data.Letter
+    engine: Engine
+    app: Flask
+    sink_log: Path
+    work_dir: Path
+    tag: str
+    cookie: str = ""
+    csrf: str = ""
+
+    @property
+    def base(self) -> str:
+        """The site's address."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_in_as_visitor(self) -> None:
+        """Open the letter once, as a browser would, for a session cookie and its CSRF token."""
+        status, headers, body = http_get(self.port, f"/p/{self.letter.slug}")
+        match = CSRF_FIELD.search(body)
+        if status != 200 or match is None or "set-cookie" not in headers:
+            raise BenchError(f"the letter page gave {status} without a session and CSRF token")
+        self.cookie = headers["set-cookie"].split(";", 1)[0]
+        self.csrf = quote(match.group(1), safe="")
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    database: str
+    signatures: int
+    result: WrkResult | None = None
+    hello_rate: float | None = None
+    skipped: str = ""
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """Rate as a fraction of the hello-world rate."""
+        if self.result is None or not self.hello_rate:
+            return None
+        return self.result.rate / self.hello_rate
+
+
+def measured(
+    site: Site, script: str, load: Load, path: str, args_for: object = None
+) -> tuple[WrkResult, WrkResult]:
+    """A warm-up run, then the measured run; `args_for(phase)` gives each its script args."""
+    results = []
+    for phase, seconds in (("warm", load.warmup), ("measure", load.duration)):
+        args = args_for(phase) if callable(args_for) else []
+        results.append(
+            wrk(
+                site.base + path, script, seconds=seconds, connections=load.connections,
+                threads=load.threads, args=args,
+            )  # fmt: skip
+        )
+    return results[0], results[1]
+
+
+def read(site: Site, load: Load, name: str, path: str, hello: float) -> Row:
+    """GET one page as fast as the connections allow; skipped while the endpoint is missing."""
+    row = Row(name, site.database, site.letter.seeded, hello_rate=hello)
+    status, _, _ = http_get(site.port, path)
+    if status == 404:
+        row.skipped = "endpoint missing (404)"
+        return row
+    if status != 200:
+        row.problems.append(f"{name}: GET {path} answered {status}")
+        return row
+    _, row.result = measured(site, "get.lua", load, path)
+    return row
+
+
+def sign(site: Site, load: Load, hello: float) -> Row:
+    """POST the sign form, each request a new address; then check the rows really exist."""
+    row = Row("sign POST", site.database, site.letter.seeded, hello_rate=hello)
+    path = f"/p/{site.letter.slug}/sign"
+
+    def args_for(phase: str) -> list[str]:
+        return [site.cookie, site.csrf, site.letter.slug, f"s{phase[0]}-{site.tag}"]
+
+    warm, row.result = measured(site, "sign.lua", load, path, args_for)
+    time.sleep(0.5)  # requests that were in flight when wrk stopped
+    with site.engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT count(*) FROM signatures WHERE state = 'pending' AND email LIKE :tag"),
+            {"tag": f"s_-{site.tag}-%"},
+        ).scalar_one()
+    answered = warm.successes + row.result.successes
+    row.notes.append(f"{stored:,} pending signatures stored for {answered:,} answers")
+    if stored < answered:
+        row.problems.append(f"sign: {answered} answered 'check your email' but {stored} stored")
+    return row
+
+
+def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
+    """Confirm pre-made pending signatures through their links, each once; then check counts.
+
+    Links are made for twice the sign rate (a confirmation is about as much work as a
+    signature); if they run out, the rest of the requests fail and are reported as errors.
+    """
+    row = Row("confirm POST", site.database, site.letter.seeded, hello_rate=hello)
+    per_second = max(2 * expected_rate, 20.0)
+    sizes = {
+        "warm": int(per_second * load.warmup) + 50,
+        "measure": int(per_second * load.duration) + 50,
+    }
+    links = data.make_pending(site.app, site.letter, sum(sizes.values()), site.tag)
+    files = {}
+    for phase, size in sizes.items():
+        files[phase] = site.work_dir / f"links-{site.tag}-{phase}.txt"
+        files[phase].write_text("\n".join(links[:size]) + "\n")
+        links = links[size:]
+    before = data.tally(site.engine, site.letter)
+
+    def args_for(phase: str) -> list[str]:
+        return [site.cookie, site.csrf, str(files[phase]), str(load.threads)]
+
+    warm, row.result = measured(site, "confirm.lua", load, "/c/", args_for)
+    time.sleep(0.5)
+    after = data.tally(site.engine, site.letter)
+    confirmed = after.confirmed_rows - before.confirmed_rows
+    answered = warm.successes + row.result.successes
+    in_flight = 2 * load.connections
+    row.notes.append(
+        f"{answered:,} confirmed answers, {confirmed:,} signatures confirmed,"
+        f" counter {after.counter_total:,} = rows {after.confirmed_rows:,}"
+    )
+    if warm.exhausted or row.result.exhausted:
+        row.notes.append(f"links ran out: {warm.exhausted + row.result.exhausted} requests")
+    if not (answered <= confirmed <= answered + in_flight):
+        row.problems.append(f"confirm: {answered} answers but {confirmed} confirmations")
+    if after.counter_total != after.confirmed_rows:
+        row.problems.append(
+            f"confirm: counter says {after.counter_total}, rows say {after.confirmed_rows}"
+        )
+    if after.used_confirm_tokens - before.used_confirm_tokens != confirmed:
+        row.problems.append("confirm: spent links and confirmed signatures differ")
+    return row
+
+
+@dataclass
+class Mixed:
+    """Signatures arriving at a fixed rate while readers fetch the letter page flat out."""
+
+    rate: float
+    seconds: float
+    signer_connections: int
+    signers: WrkResult
+    readers: WrkResult
+    hello_rate: float
+    scheduled: int = 0
+    queue_empty_after: float | None = None
+    queue_left: int = 0
+    worker_rss_mb: list[float] = field(default_factory=list)
+
+    @property
+    def kept_pace(self) -> bool:
+        """Every scheduled arrival was answered, or was still in flight at the cut-off."""
+        return self.scheduled - self.signers.successes <= self.signer_connections
+
+
+def mixed(site: Site, load: Load, seconds: float, rate: float, hello: float) -> Mixed:
+    """Two wrk processes at once: paced signers (one thread) and page readers (one thread)."""
+    signer_connections = 128
+    with ThreadPoolExecutor(2) as pool:
+        signers = pool.submit(
+            wrk,
+            f"{site.base}/p/{site.letter.slug}/sign",
+            "sign_paced.lua",
+            seconds=seconds,
+            connections=signer_connections,
+            threads=1,
+            args=[site.cookie, site.csrf, site.letter.slug, f"m-{site.tag}", str(rate), "1", ""],
+        )
+        readers = pool.submit(
+            wrk,
+            f"{site.base}/p/{site.letter.slug}",
+            "get.lua",
+            seconds=seconds,
+            connections=load.connections,
+            threads=1,
+        )
+        result = Mixed(
+            rate, seconds, signer_connections, signers.result(), readers.result(), hello
+        )
+    result.scheduled = math.floor(rate * result.signers.seconds)
+    return result
+
+
+def wait_for_empty_outbox(engine: Engine, limit: float) -> tuple[float | None, int]:
+    """Seconds until the outbox has nothing queued (None if not within `limit`), and what is left."""
+    start = time.monotonic()
+    while True:
+        left = data.queued_mail(engine)
+        waited = time.monotonic() - start
+        if left == 0:
+            return waited, 0
+        if waited >= limit:
+            return None, left
+        time.sleep(0.5)
+
+
+@dataclass
+class EmailLatency:
+    """Seconds from a signature's request to its confirmation email reaching the sink."""
+
+    rate: float
+    seconds: float
+    signatures: int
+    delivered: int
+    p50: float
+    p99: float
+    worst: float
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; infinity stands for a message that never arrived."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def email_latency(site: Site, seconds: float, rate: float, wait_limit: float = 60) -> EmailLatency:
+    """Sign at `rate`, log each address's send time, and match it to its arrival at the sink."""
+    prefix = site.work_dir / f"sent-{site.tag}"
+    tag = f"e-{site.tag}"
+    wrk(
+        f"{site.base}/p/{site.letter.slug}/sign", "sign_paced.lua", seconds=seconds,
+        connections=8, threads=1,
+        args=[site.cookie, site.csrf, site.letter.slug, tag, str(rate), "1", str(prefix)],
+    )  # fmt: skip
+    sent: dict[str, float] = {}
+    for log in site.work_dir.glob(f"{prefix.name}-*.log"):
+        for line in log.read_text().splitlines():
+            stamp, _, address = line.partition(" ")
+            sent[address] = float(stamp)
+    deadline = time.monotonic() + wait_limit
+    arrived = smtp_sink.arrivals(site.sink_log, tag)
+    while len(arrived) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        arrived = smtp_sink.arrivals(site.sink_log, tag)
+    delays = [arrived.get(address, math.inf) - stamp for address, stamp in sent.items()]
+    return EmailLatency(
+        rate=rate,
+        seconds=seconds,
+        signatures=len(sent),
+        delivered=sum(1 for d in delays if d != math.inf),
+        p50=percentile(delays, 50),
+        p99=percentile(delays, 99),
+        worst=max(delays, default=math.nan),
+    )
