@@ -32,7 +32,9 @@ class Config:
     SECRET_KEY_FALLBACKS = _list("SECRET_KEY_FALLBACKS")
     #: key for the keyed hash that replaces a signer's address; separate from SECRET_KEY
     ADDRESS_HASH_KEY = os.environ.get("ADDRESS_HASH_KEY")
-    DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'undersigned.sqlite3'}"
+    DATABASE_URL = (
+        os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'undersigned.sqlite3'}"
+    )
     PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
     TOKEN_MAX_AGE = int(os.environ.get("TOKEN_MAX_AGE", str(7 * 24 * 3600)))
     CODE_MAX_ATTEMPTS = int(os.environ.get("CODE_MAX_ATTEMPTS", "5"))
@@ -80,7 +82,7 @@ class TestingConfig(Config):
     __test__ = False  # not a pytest test class
     ENV_NAME = "testing"
     TESTING = True
-    SECRET_KEY = "test-secret-key"
+    SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
     ADDRESS_HASH_KEY = "test-address-hash-key"
     DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     MAIL_RETRY_BASE = 0.0

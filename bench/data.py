@@ -96,7 +96,10 @@ def bench_engine(url: str) -> Engine:
 
         def add_sha256(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             dbapi_connection.create_function(
-                "bench_sha256", 1, lambda v: hashlib.sha256(v.encode()).hexdigest(), deterministic=True
+                "bench_sha256",
+                1,
+                lambda v: hashlib.sha256(v.encode()).hexdigest(),
+                deterministic=True,
             )
 
         event.listen(engine, "connect", add_sha256)
@@ -111,18 +114,24 @@ def seed_letter(engine: Engine, confirmed: int) -> Letter:
     """An organizer, an open letter with one employer domain, and `confirmed` verified supporters.
 
     Address hashes are SHA-256 of a seed label: 64 random-looking hex characters like the real
-    keyed hashes, so the unique index grows the way it does in production.
+    keyed hashes, so the unique index grows the way it does in production. A quarter of the
+    signers are named and a quarter anonymous (the rest counted only), so the page's list of
+    signers is full; they confirmed one second apart, the newest a second ago.
     """
     postgres = engine.dialect.name == "postgresql"
-    digest = "encode(sha256(('bench-seed:' || g.i)::bytea), 'hex')" if postgres else (
-        "bench_sha256('bench-seed:' || g.i)"
-    )
-    numbers = (
-        "generate_series(1, :n) AS g(i)"
-        if postgres
-        else "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n)"
-        " SELECT i FROM s) AS g"
-    )
+    if postgres:
+        digest = "encode(sha256(('bench-seed:' || g.i)::bytea), 'hex')"
+        numbers = "generate_series(1, :n) AS g(i)"
+        moment = "CAST(:now AS timestamptz) - (:n - g.i + 1) * interval '1 second'"
+    else:
+        digest = "bench_sha256('bench-seed:' || g.i)"
+        numbers = (
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n)"
+            " SELECT i FROM s) AS g"
+        )
+        moment = "datetime(:now, '-' || (:n - g.i + 1) || ' seconds')"
+    display = "CASE g.i % 4 WHEN 0 THEN 'named' WHEN 1 THEN 'anonymous' ELSE 'counted' END"
+    name = "CASE g.i % 4 WHEN 0 THEN 'Seeded Signer ' || g.i END"
     with engine.begin() as connection:
         user_id = connection.execute(
             text(
@@ -152,9 +161,9 @@ def seed_letter(engine: Engine, confirmed: int) -> Letter:
         connection.execute(
             text(
                 "INSERT INTO signatures (petition_id, state, address_hash, email_domain,"
-                " affiliation, display, created_at, confirmed_at)"
+                " affiliation, display, name, created_at, confirmed_at)"
                 f" SELECT :petition, 'confirmed', {digest}, 'supporter.example', 'current',"
-                f" 'counted', :now, :now FROM {numbers}"
+                f" {display}, {name}, {moment}, {moment} FROM {numbers}"
             ).bindparams(_now_param()),
             {"petition": petition_id, "n": confirmed},
         )
@@ -213,9 +222,12 @@ def make_pending(app: Flask, letter: Letter, count: int, tag: str) -> list[str]:
             ).all()
             for signature_id in ids:
                 issued = token_service.issue(
-                    session, TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature_id,
+                    session,
+                    TokenPurpose.CONFIRM_SIGNATURE,
+                    now,
+                    signature_id=signature_id,
                     with_code=True,
-                )  # fmt: skip
+                )
                 links.append(issued.link_token)
             session.commit()
     return links
@@ -259,9 +271,7 @@ def tally(engine: Engine, letter: Letter) -> Tally:
     """Count the letter's confirmed rows, its counter total, and spent confirmation tokens."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text(
-                "SELECT count(*) FROM signatures WHERE petition_id = :p AND state = 'confirmed'"
-            ),
+            text("SELECT count(*) FROM signatures WHERE petition_id = :p AND state = 'confirmed'"),
             {"p": letter.petition_id},
         ).scalar_one()
         total = connection.execute(

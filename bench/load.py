@@ -1,12 +1,9 @@
-"""Driving load with wrk: one run, or a warm-up followed by a measured run.
+"""Driving load with wrk and reading what its scripts report.
 
 wrk's Lua scripts (bench/lua/) end every run with one `BENCH_JSON {...}` line, parsed here.
 Gunicorn's sync workers close the connection after each response, so wrk reconnects for every
 request, as browsers behind a proxy without keep-alive would.
 """
-
-# wrk is started with fixed arguments of our own.
-# ruff: noqa: S603
 
 from __future__ import annotations
 
@@ -108,4 +105,3 @@ def wrk(
         max_ms=data["max_us"] / 1000,
         exhausted=data["exhausted"],
     )
-

@@ -4,11 +4,9 @@ Every child gets its own process group, so stopping one stops its workers too, a
 has a deadline. `Children.stop_all()` runs in a `finally`, so nothing outlives the run.
 """
 
-# The commands started here are fixed argument lists of our own, never built from outside input.
-# ruff: noqa: S603
-
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -63,9 +61,13 @@ class Children:
             raise BenchError(f"{name} is already running")
         with (self.log_dir / f"{name}.log").open("ab") as log:
             child = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self.running[name] = child
         return child
 
@@ -98,10 +100,8 @@ class Children:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def wait_for_http(port: int, path: str = "/", timeout: float = 30) -> None:

@@ -82,10 +82,14 @@ def software(extra: dict[str, str]) -> list[tuple[str, str]]:
 
 def _num(value: float | None, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     if value == math.inf:
         return "never"
     return f"{value:,.{digits}f}"
+
+
+def _seconds(value: float) -> str:
+    return _num(value, 2) + ("" if value == math.inf else " s")
 
 
 def _verdict(ok: bool | None) -> str:
@@ -100,7 +104,7 @@ def _ratio_target(results: Results, scenarios: list[str], floor: float) -> tuple
     rows = [r for s in scenarios for r in _rows(results, s)]
     if not rows:
         skipped = [r for s in scenarios for r in results.rows if r.scenario == s and r.skipped]
-        return (skipped[0].skipped if skipped else "–"), None
+        return (skipped[0].skipped if skipped else "-"), None
     parts = [f"{r.database} {r.signatures:,}: {r.ratio:.2f}" for r in rows]
     return "; ".join(parts), all((r.ratio or 0) >= floor for r in rows)
 
@@ -112,19 +116,28 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
     sign_ok = bool(sign) and all(
         (r.ratio or 0) >= 0.30 and r.result.p99_ms <= TARGET_LATENCY_MS for r in sign
     )
-    lines.append((
-        "sign POST", "≥ 0.30 of hello-world, p99 ≤ 50 ms at 32 connections, both databases",
-        "; ".join(f"{r.database} {r.signatures:,}: {r.ratio:.2f}, p99 {r.result.p99_ms:.0f} ms"
-                  for r in sign) or "–",
-        _verdict(sign_ok if sign else None),
-    ))  # fmt: skip
+    lines.append(
+        (
+            "sign POST",
+            "≥ 0.30 of hello-world, p99 ≤ 50 ms at 32 connections, both databases",
+            "; ".join(
+                f"{r.database} {r.signatures:,}: {r.ratio:.2f}, p99 {r.result.p99_ms:.0f} ms"
+                for r in sign
+            )
+            or "-",
+            _verdict(sign_ok if sign else None),
+        )
+    )
     measured, ok = _ratio_target(results, ["confirm POST"], 0.30)
     exact = all(not r.problems for r in results.rows if r.scenario == "confirm POST")
-    lines.append((
-        "confirm POST", "≥ 0.30, counts exact afterwards",
-        f"{measured}; counts {'exact' if exact else 'NOT exact'}",
-        _verdict(None if ok is None else ok and exact),
-    ))  # fmt: skip
+    lines.append(
+        (
+            "confirm POST",
+            "≥ 0.30, counts exact afterwards",
+            f"{measured}; counts {'exact' if exact else 'NOT exact'}",
+            _verdict(None if ok is None else ok and exact),
+        )
+    )
     measured, ok = _ratio_target(results, ["letter page GET"], 0.50)
     lines.append(("letter page GET", "≥ 0.50", measured, _verdict(ok)))
     measured, ok = _ratio_target(results, ["API count GET", "badge GET"], 0.80)
@@ -150,7 +163,7 @@ def _scaling(results: Results) -> tuple[str, str, str, str]:
     return (
         "1,000,000 signatures vs 100",
         "every read within 10 % of its 100-signature rate",
-        "; ".join(parts) or "–",
+        "; ".join(parts) or "-",
         _verdict(all(oks) if oks else None),
     )
 
@@ -164,35 +177,54 @@ def _mixed_targets(results: Results) -> list[tuple[str, str, str, str]]:
         parts.append(
             f"{database}: {m.signers.rate:,.0f} sig/s accepted of {m.rate:,.0f} offered, "
             f"{errors} errors, read p99 {m.readers.p99_ms:.0f} ms, queue empty "
-            + (f"{m.queue_empty_after:.0f} s after" if m.queue_empty_after is not None else
-               f"not within the wait ({m.queue_left:,} left)")
-        )  # fmt: skip
+            + (
+                f"{m.queue_empty_after:.0f} s after"
+                if m.queue_empty_after is not None
+                else f"not within the wait ({m.queue_left:,} left)"
+            )
+        )
         oks.append(m.kept_pace and errors == 0 and m.readers.p99_ms <= 50 and drained)
-    lines.append((
-        f"mixed, {_num(next(iter(results.mixed.values())).seconds) if results.mixed else 60} s",
-        "≥ 1,000 signatures/s accepted, zero errors, read p99 ≤ 50 ms;"
-        " email queue empty within 150 s after the run",
-        "; ".join(parts) or "–", _verdict(all(oks) if oks else None),
-    ))  # fmt: skip
+    lines.append(
+        (
+            f"mixed, {_num(next(iter(results.mixed.values())).seconds) if results.mixed else 60} s",
+            "≥ 1,000 signatures/s accepted, zero errors, read p99 ≤ 50 ms;"
+            " email queue empty within 150 s after the run",
+            "; ".join(parts) or "-",
+            _verdict(all(oks) if oks else None),
+        )
+    )
     email = results.email.items()
-    lines.append((
-        "email at record rate", "p99 ≤ 5 s (33 signatures/s)",
-        "; ".join(f"{db}: p99 {_num(e.p99, 2)} s ({e.delivered}/{e.signatures} arrived)"
-                  for db, e in email) or "–",
-        _verdict(all(e.p99 <= 5 for _, e in email) if email else None),
-    ))  # fmt: skip
+    lines.append(
+        (
+            "email at record rate",
+            "p99 ≤ 5 s (33 signatures/s)",
+            "; ".join(
+                f"{db}: p99 {_num(e.p99, 2)} s ({e.delivered}/{e.signatures} arrived)"
+                for db, e in email
+            )
+            or "-",
+            _verdict(all(e.p99 <= 5 for _, e in email) if email else None),
+        )
+    )
     mail = results.mail.items()
-    lines.append((
-        "mail worker", "≥ 500 messages/s, one worker",
-        "; ".join(f"{db}: {w.rate:,.0f}/s" for db, w in mail) or "–",
-        _verdict(all(w.rate >= 500 for _, w in mail) if mail else None),
-    ))  # fmt: skip
+    lines.append(
+        (
+            "mail worker",
+            "≥ 500 messages/s, one worker",
+            "; ".join(f"{db}: {w.rate:,.0f}/s" for db, w in mail) or "-",
+            _verdict(all(w.rate >= 500 for _, w in mail) if mail else None),
+        )
+    )
     rss = {db: m.worker_rss_mb for db, m in results.mixed.items() if m.worker_rss_mb}
-    lines.append((
-        "memory", "each gunicorn worker ≤ 100 MB RSS after the mixed run",
-        "; ".join(f"{db}: {', '.join(f'{x:.0f}' for x in v)} MB" for db, v in rss.items()) or "–",
-        _verdict(all(max(v) <= 100 for v in rss.values()) if rss else None),
-    ))  # fmt: skip
+    lines.append(
+        (
+            "memory",
+            "each gunicorn worker ≤ 100 MB RSS after the mixed run",
+            "; ".join(f"{db}: {', '.join(f'{x:.0f}' for x in v)} MB" for db, v in rss.items())
+            or "-",
+            _verdict(all(max(v) <= 100 for v in rss.values()) if rss else None),
+        )
+    )
     return lines
 
 
@@ -203,15 +235,20 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _scenario_row(row: Row) -> list[str]:
-    label = [row.scenario, row.database, _num(row.signatures) if row.signatures >= 0 else "–"]
+    label = [row.scenario, row.database, _num(row.signatures) if row.signatures >= 0 else "-"]
     if row.result is None:
-        return [*label, "–", "–", "–", "–", "–", row.skipped or "; ".join(row.problems)]
+        return [*label, "-", "-", "-", "-", "-", row.skipped or "; ".join(row.problems)]
     r = row.result
     errors = f"{r.errors:,}" + (f" ({r.status_errors} status)" if r.status_errors else "")
     return [
-        *label, _num(r.rate), _num(row.ratio, 2), _num(r.p50_ms, 1), _num(r.p99_ms, 1), errors,
+        *label,
+        _num(r.rate),
+        _num(row.ratio, 2),
+        _num(r.p50_ms, 1),
+        _num(r.p99_ms, 1),
+        errors,
         "; ".join(row.notes + row.problems),
-    ]  # fmt: skip
+    ]
 
 
 def render(results: Results) -> str:
@@ -232,18 +269,29 @@ def render(results: Results) -> str:
         "",
         "## Targets",
         "",
-        *_table(["Target", "Requirement", "Measured", "Result"], [list(t) for t in targets(results)]),
+        *_table(
+            ["Target", "Requirement", "Measured", "Result"], [list(t) for t in targets(results)]
+        ),
         "",
         "## Scenarios",
         "",
         "Rates count successful responses only. Errors are 4xx/5xx answers plus connect, read,"
-        " write and timeout errors. × hello is the rate over the hello-world rate of this run.",
+        " write and timeout errors. of hello is the rate over the hello-world rate of this run.",
         "",
         *_table(
-            ["Scenario", "DB", "Signatures", "req/s", "× hello", "p50 ms", "p99 ms", "errors",
-             "notes"],
+            [
+                "Scenario",
+                "DB",
+                "Signatures",
+                "req/s",
+                "of hello",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "notes",
+            ],
             [_scenario_row(r) for r in ([results.hello] if results.hello else []) + results.rows],
-        ),  # fmt: skip
+        ),
         "",
     ]
     out += _details(results)
@@ -260,9 +308,10 @@ def _details(results: Results) -> list[str]:
             f"- signers: {m.rate:,.0f}/s offered for {s.seconds:.0f} s ({m.scheduled:,} arrivals"
             f" scheduled, {m.signer_connections} connections): {s.successes:,} accepted"
             f" ({s.rate:,.0f}/s), {s.errors:,} errors, p50 {s.p50_ms:.1f} ms, p99"
-            f" {s.p99_ms:.1f} ms, max {s.max_ms:.0f} ms; kept pace: {'yes' if m.kept_pace else 'no'}",
+            f" {s.p99_ms:.1f} ms, max {s.max_ms:.0f} ms;"
+            f" kept pace: {'yes' if m.kept_pace else 'no'}",
             f"- readers (letter page, {r.requests:,} requests): {r.rate:,.0f}/s"
-            f" ({r.rate / m.hello_rate:.2f} × hello), {r.errors:,} errors, p50 {r.p50_ms:.1f} ms,"
+            f" ({r.rate / m.hello_rate:.2f} of hello), {r.errors:,} errors, p50 {r.p50_ms:.1f} ms,"
             f" p99 {r.p99_ms:.1f} ms, max {r.max_ms:.0f} ms",
             "- outbox empty "
             + (
@@ -271,7 +320,7 @@ def _details(results: Results) -> list[str]:
                 else f"not within the wait: {m.queue_left:,} still queued"
             ),
             "- gunicorn worker RSS after the run: "
-            + (", ".join(f"{x:.1f} MB" for x in m.worker_rss_mb) or "–"),
+            + (", ".join(f"{x:.1f} MB" for x in m.worker_rss_mb) or "-"),
             "",
         ]
     for database, e in results.email.items():
@@ -279,8 +328,8 @@ def _details(results: Results) -> list[str]:
             f"### Email at record rate, {database}",
             "",
             f"- {e.signatures:,} signatures at {e.rate:g}/s for {e.seconds:g} s; {e.delivered:,}"
-            f" emails reached the sink; from sign request to arrival: p50 {_num(e.p50, 2)} s,"
-            f" p99 {_num(e.p99, 2)} s, worst {_num(e.worst, 2)} s",
+            f" emails reached the sink; from sign request to arrival: p50 {_seconds(e.p50)},"
+            f" p99 {_seconds(e.p99)}, worst {_seconds(e.worst)}",
             "",
         ]
     for database, w in results.mail.items():
@@ -296,5 +345,7 @@ def _details(results: Results) -> list[str]:
     out += ["## `flask --app wsgi recount` after every run", ""]
     out += [f"- {label}: {text}" for label, text in results.recounts] or ["- (none ran)"]
     out += ["", "## Problems", ""]
-    out += [f"- {p}" for p in results.problems] or ["None: every scenario ran and every check held."]
+    out += [f"- {p}" for p in results.problems] or [
+        "None: every scenario ran and every check held."
+    ]
     return out

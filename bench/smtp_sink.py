@@ -22,7 +22,7 @@ class ArrivalLog:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Note the arrival of each recipient's copy, then accept the message."""
         now = time.time()
         self.out.write("".join(f"{now:.6f} {rcpt}\n" for rcpt in envelope.rcpt_tos))

@@ -35,7 +35,9 @@ def create_app(config: Config | None = None) -> Flask:
         raise RuntimeError(
             "SECRET_KEY and ADDRESS_HASH_KEY must be set in production (see README, Configuration)."
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     db.init_app(app)
     csrf.init_app(app)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
-from petitions.db import new_session, utcnow
+from petitions.db import checkpoint_sqlite, get_engine, new_session, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -73,9 +73,7 @@ def register_commands(app: Flask) -> None:
 
         with new_session(current_app, write=False) as session:
             summary = outbox_summary(session)
-        click.echo(
-            f"{summary.queued} queued, {summary.sent} sent, {summary.failed} failed."
-        )
+        click.echo(f"{summary.queued} queued, {summary.sent} sent, {summary.failed} failed.")
         for line in summary.failures:
             click.echo(f"failed: {line}")
 
@@ -100,6 +98,7 @@ def register_commands(app: Flask) -> None:
         with new_session(current_app) as session:
             signatures, tokens = purge_expired(session, utcnow())
             session.commit()
+        checkpoint_sqlite(get_engine(current_app))
         click.echo(f"Deleted {signatures} expired pending signatures and {tokens} expired tokens.")
 
     @app.cli.command("seed-demo")

@@ -62,6 +62,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content (addresses of confirmed signers) is zeroed on disk.
+    cursor.execute("PRAGMA secure_delete=ON")
     # Writers queue for the lock instead of failing with "database is locked".
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -133,3 +135,18 @@ def close_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """On SQLite, fold the write-ahead log into the database and truncate it.
+
+    Old page versions (a pending signer's address before confirmation wiped it) would
+    otherwise linger in the -wal file; with secure_delete the main file keeps none.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()

@@ -11,13 +11,22 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: ("Something in that request was not right", "Please go back, reload the page and try again."),
+    400: (
+        "Something in that request was not right",
+        "Please go back, reload the page and try again.",
+    ),
     403: ("Not allowed", "You do not have access to this page."),
-    404: ("Page not found", "There is nothing here. The address may be mistyped, or the page was removed."),
+    404: (
+        "Page not found",
+        "There is nothing here. The address may be mistyped, or the page was removed.",
+    ),
     405: ("Not allowed", "This page cannot be used that way."),
     413: ("Too much", "What you sent is larger than this site accepts."),
     429: ("Slow down", "There have been too many attempts. Please wait a little and try again."),
-    500: ("Something went wrong", "It is our fault, and nothing you sent was half-saved. Please try again."),
+    500: (
+        "Something went wrong",
+        "It is our fault, and nothing you sent was half-saved. Please try again.",
+    ),
 }
 
 
@@ -61,5 +70,7 @@ def register_error_handlers(app: Flask) -> None:
         """An unexpected failure: log the type only (no request data), show a calm page."""
         if isinstance(error, HTTPException):
             return http_error(error)
-        log.exception("unhandled %s on %s %s", type(error).__name__, request.method, request.endpoint)
+        log.exception(
+            "unhandled %s on %s %s", type(error).__name__, request.method, request.endpoint
+        )
         return render_error(InternalServerError.code)

@@ -57,7 +57,9 @@ class RealEmail:
 def _email_field(label: str, required: bool = True) -> EmailField:
     checks = [DataRequired()] if required else [Optional()]
     return EmailField(
-        label, filters=[_strip], validators=[*checks, Length(max=254), _no_control_chars, RealEmail()]
+        label,
+        filters=[_strip],
+        validators=[*checks, Length(max=254), _no_control_chars, RealEmail()],
     )
 
 
@@ -65,7 +67,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+
 
 
 def parse_employers(text: str) -> dict[str, str]:
-    """Parse "domain Company name" lines into {domain: name}; raise ValueError saying what is wrong."""
+    """Parse "domain Company name" lines into {domain: name}; ValueError says what is wrong."""
     employers: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -105,7 +107,9 @@ class RegisterForm(FlaskForm):
     """Organizer sign-up."""
 
     display_name = StringField(
-        "Display name", filters=[_strip], validators=[DataRequired(), Length(max=80), _no_control_chars]
+        "Display name",
+        filters=[_strip],
+        validators=[DataRequired(), Length(max=80), _no_control_chars],
     )
     email = _email_field("Email")
     password = PasswordField(
@@ -194,10 +198,14 @@ class SignForm(FlaskForm):
     )
     email = _email_field("Email address to verify")
     job_title = StringField(
-        "Job title (optional)", filters=[_strip], validators=[Optional(), Length(max=100), _no_control_chars]
+        "Job title (optional)",
+        filters=[_strip],
+        validators=[Optional(), Length(max=100), _no_control_chars],
     )
     team = StringField(
-        "Team (optional)", filters=[_strip], validators=[Optional(), Length(max=100), _no_control_chars]
+        "Team (optional)",
+        filters=[_strip],
+        validators=[Optional(), Length(max=100), _no_control_chars],
     )
     affiliation = RadioField(
         "You are",
@@ -214,7 +222,8 @@ class SignForm(FlaskForm):
         choices=[
             SelectChoice(Display.COUNTED.value, "Counted only: nothing about me is shown anywhere"),
             SelectChoice(
-                Display.ANONYMOUS.value, 'Verified, anonymous: shown only as "Verified employee at …"'
+                Display.ANONYMOUS.value,
+                'Verified, anonymous: shown only as "Verified employee at …"',
             ),
             SelectChoice(
                 Display.THRESHOLD.value,
@@ -233,8 +242,14 @@ class SignForm(FlaskForm):
         """Check the fields; a name is needed only for choices that show one, and a personal
         address only when updates are wanted."""
         valid = super().validate(extra_validators)
-        if self.display.data in {Display.NAMED.value, Display.THRESHOLD.value} and not self.name.data:
-            self.name.errors = [*self.name.errors, "Give the name to show, or choose another option."]
+        if (
+            self.display.data in {Display.NAMED.value, Display.THRESHOLD.value}
+            and not self.name.data
+        ):
+            self.name.errors = [
+                *self.name.errors,
+                "Give the name to show, or choose another option.",
+            ]
             valid = False
         if self.wants_updates.data and not self.updates_email.data:
             self.updates_email.errors = [

@@ -14,7 +14,10 @@ from petitions.models import OutboxMessage
 
 
 def queue_email(session: Session, recipient: str, template: str, **context: Any) -> OutboxMessage:
-    """Render `mail/<template>.txt` (and `.html`, first line of the text is the subject) into the outbox."""
+    """Render `mail/<template>.txt` and `.html` into the outbox.
+
+    The text template's first line is the subject.
+    """
     text = render_template(f"mail/{template}.txt", **context)
     subject, _, body = text.partition("\n")
     html = render_template(f"mail/{template}.html", subject=subject, **context)

@@ -45,7 +45,7 @@ def sign_nonce(purpose: str, nonce: str) -> str:
 
 
 def unsign_nonce(purpose: str, token: str) -> str | None:
-    """The nonce inside a link, or None when the link is malformed, tampered or for another purpose."""
+    """The nonce in a link; None when malformed, tampered or for another purpose."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:

@@ -28,7 +28,12 @@ def test_post_without_csrf_is_refused_and_changes_nothing(site, app):
     slug = site.letter()
     response = site.client.post(
         f"/p/{slug}/sign",
-        data={"name": "N", "email": "nocsrf@example.net", "affiliation": "current", "display": "named"},
+        data={
+            "name": "N",
+            "email": "nocsrf@example.net",
+            "affiliation": "current",
+            "display": "named",
+        },
     )
     assert response.status_code == 400
     assert "This form has expired" in response.get_data(as_text=True)

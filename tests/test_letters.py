@@ -118,7 +118,9 @@ def test_edit_draft_then_text_is_fixed_after_publication(site):
 def test_empty_and_oversized_letter_fields_are_form_errors(site, app):
     site.organizer()
     response = site.post_form(
-        "/letters/new", "/letters/new", {"title": "", "addressed_to": "x" * 500, "body_markdown": ""}
+        "/letters/new",
+        "/letters/new",
+        {"title": "", "addressed_to": "x" * 500, "body_markdown": ""},
     )
     assert response.status_code == 400
     html = response.get_data(as_text=True)
@@ -127,7 +129,13 @@ def test_empty_and_oversized_letter_fields_are_form_errors(site, app):
     response = site.post_form(
         "/letters/new",
         "/letters/new",
-        {"title": "T", "addressed_to": "A", "body_markdown": "B", "goal": "-3", "reveal_threshold": "10"},
+        {
+            "title": "T",
+            "addressed_to": "A",
+            "body_markdown": "B",
+            "goal": "-3",
+            "reveal_threshold": "10",
+        },
     )
     assert response.status_code == 400
     with new_session(app, write=False) as session:

@@ -46,7 +46,8 @@ def test_confirm_by_typing_code_in_the_open_tab(site):
     site.deliver()
     code = site.mailbox.last_to("tab@example.net").code()
     response = site.client.post(
-        "/confirm/code", data={"csrf_token": csrf_from(page), "handle": handle, "code": code.lower()}
+        "/confirm/code",
+        data={"csrf_token": csrf_from(page), "handle": handle, "code": code.lower()},
     )
     assert response.status_code == 200
     assert "Your signature counts" in response.get_data(as_text=True)
@@ -62,13 +63,17 @@ def test_wrong_codes_die_at_the_limit(site):
     wrong = "0000-0000" if real != "0000-0000" else "1111-1111"
     bodies = []
     for _ in range(5):
-        r = site.client.post("/confirm/code", data={"csrf_token": token, "handle": handle, "code": wrong})
+        r = site.client.post(
+            "/confirm/code", data={"csrf_token": token, "handle": handle, "code": wrong}
+        )
         assert r.status_code == 400
         bodies.append(r.get_data(as_text=True))
     assert "4 more tries" in bodies[0]
     assert "Too many wrong codes" in bodies[-1]
     # Even the right code is refused now; a fresh email is offered.
-    r = site.client.post("/confirm/code", data={"csrf_token": token, "handle": handle, "code": real})
+    r = site.client.post(
+        "/confirm/code", data={"csrf_token": token, "handle": handle, "code": real}
+    )
     assert "Too many wrong codes" in r.get_data(as_text=True)
     assert "Send me a fresh email" in r.get_data(as_text=True)
     assert site.count(slug) == 0

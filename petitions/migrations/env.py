@@ -2,8 +2,8 @@
 
 from alembic import context
 
-from petitions.db import Base
 import petitions.models  # noqa: F401  (registers every table on Base.metadata)
+from petitions.db import Base
 
 config = context.config
 engine = config.attributes["engine"]

@@ -26,7 +26,9 @@ class Petition(Base):
     __tablename__ = "petitions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    organizer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    organizer_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     title: Mapped[str] = mapped_column(String(200))
     #: who the letter is for, e.g. "Satya Nadella, CEO, Microsoft"
     addressed_to: Mapped[str] = mapped_column(String(200))

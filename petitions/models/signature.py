@@ -1,4 +1,4 @@
-"""Signatures: pending until the emailed token is used, then confirmed and stripped of the address."""
+"""Signatures: pending until the emailed token is used, then confirmed and address-free."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ class TokenPurpose(enum.StrEnum):
     CONFIRM_SIGNATURE = "confirm_signature"
     WITHDRAW_SIGNATURE = "withdraw_signature"
     CONFIRM_ACCOUNT = "confirm_account"
-    RESET_PASSWORD = "reset_password"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a password
 
 
 class Token(Base):
@@ -42,7 +42,9 @@ class Token(Base):
     signature_id: Mapped[int | None] = mapped_column(
         ForeignKey("signatures.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: when it was used; a used token is refused, but can still say "already done"
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

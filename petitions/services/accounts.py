@@ -44,7 +44,9 @@ def confirmation_url(link_token: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}/account/confirm/{link_token}"
 
 
-def register(session: Session, *, email: str, display_name: str, password: str, now: datetime) -> None:
+def register(
+    session: Session, *, email: str, display_name: str, password: str, now: datetime
+) -> None:
     """Create an account and mail a confirmation link.
 
     If the address already has an account, that account's owner gets a note instead;
@@ -56,7 +58,10 @@ def register(session: Session, *, email: str, display_name: str, password: str, 
         queue_email(session, email, "account_exists", user=existing)
         return
     user = User(
-        email=email, display_name=display_name, password_hash=hash_password(password), created_at=now
+        email=email,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        created_at=now,
     )
     session.add(user)
     session.flush()

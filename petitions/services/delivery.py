@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from petitions.db import new_session, utcnow
+from petitions.db import checkpoint_sqlite, get_engine, new_session, utcnow
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
 from petitions.services.signing import purge_expired
@@ -175,7 +175,9 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
             smtp.quit()
         except (OSError, smtplib.SMTPException):
             smtp.close()
-    log.info("mail batch: %d sent, %d to retry, %d failed", report.sent, report.retried, report.failed)
+    log.info(
+        "mail batch: %d sent, %d to retry, %d failed", report.sent, report.retried, report.failed
+    )
     return report
 
 
@@ -192,7 +194,9 @@ class OutboxSummary:
 def outbox_summary(session: Session, recent: int = 20) -> OutboxSummary:
     """Counts by status and the most recent failures."""
     by_status = dict(
-        session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+        session.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        ).all()
     )
     failed_rows = session.scalars(
         select(OutboxMessage)
@@ -228,10 +232,13 @@ def drain(app: Flask) -> DeliveryReport:
                 return total
 
 
-def run_forever(app: Flask, poll_interval: float = 1.0, purge_every: float = 3600.0) -> None:
-    """Deliver mail as it becomes due, and purge expired pending signatures every so often."""
+def run_forever(
+    app: Flask, poll_interval: float = 0.5, purge_every: float = 600.0, scrub_every: float = 60.0
+) -> None:
+    """Deliver mail as it becomes due; purge expired pending signatures and scrub the
+    SQLite write-ahead log every so often."""
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    next_purge = 0.0
+    next_purge = next_scrub = 0.0
     while True:
         with new_session(app) as session:
             if time.monotonic() >= next_purge:
@@ -239,5 +246,8 @@ def run_forever(app: Flask, poll_interval: float = 1.0, purge_every: float = 360
                 session.commit()
                 next_purge = time.monotonic() + purge_every
             report = deliver_batch(app, session, owner)
+        if time.monotonic() >= next_scrub:
+            checkpoint_sqlite(get_engine(app))
+            next_scrub = time.monotonic() + scrub_every
         if report.sent + report.retried + report.failed == 0:
             time.sleep(poll_interval)

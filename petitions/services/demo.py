@@ -11,7 +11,7 @@ from petitions.models import EmployerDomain, Petition, User
 from petitions.services import accounts, letters
 
 DEMO_EMAIL = "organizer@example.org"
-DEMO_PASSWORD = "demo passphrase 2018"
+DEMO_PASSWORD = "demo passphrase 2018"  # noqa: S105 - the public demo account
 
 DEMO_BODY = """\
 We are engineers, designers, researchers and support staff at Example Corp.

@@ -21,7 +21,7 @@ class NotFound(DomainError):
 
 
 def slugify(title: str) -> str:
-    """A readable, ASCII slug made from a title: "Drop the ICE contract!" → "drop-the-ice-contract"."""
+    """A readable ASCII slug from a title: "Drop the ICE contract!" → "drop-the-ice-contract"."""
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
     slug = slug[:SLUG_MAX].rstrip("-")

@@ -117,13 +117,16 @@ def sign(session: Session, petition: Petition, request: SignRequest, now: dateti
         "employer_id": employer.id if employer else None,
         "affiliation": request.affiliation,
         "display": request.display,
+        # Only what the chosen display shows is kept: counted-only keeps no name or role.
         "name": request.name if request.display.keeps_name else None,
-        "job_title": request.job_title or None,
-        "team": request.team or None,
+        "job_title": (request.job_title or None) if request.display != Display.COUNTED else None,
+        "team": (request.team or None) if request.display != Display.COUNTED else None,
         "updates_email": request.updates_email or None,
     }
     address_hash = tokens.hash_address(canonical)
-    signature = Signature(petition_id=petition.id, address_hash=address_hash, created_at=now, **fields)
+    signature = Signature(
+        petition_id=petition.id, address_hash=address_hash, created_at=now, **fields
+    )
     try:
         with session.begin_nested():
             session.add(signature)

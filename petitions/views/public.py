@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 
 from petitions.db import get_session, utcnow
 from petitions.forms import CodeForm, SignForm
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
-from petitions.services import counts, letters, signing
+from petitions.services import counts, letters, signers, signing
 
 bp = Blueprint("public", __name__)
 
@@ -20,12 +20,29 @@ def _published(slug: str) -> Petition:
         abort(404)
 
 
+def _page_number() -> int:
+    page = request.args.get("page", 1, type=int) or 1
+    if page < 1 or page > 100_000:
+        abort(404)
+    return page
+
+
 def _letter_page(petition: Petition, form: SignForm, status: int = 200):  # type: ignore[no-untyped-def]
-    letter_counts = counts.read(get_session(), petition.id)
-    return (
-        render_template("public/letter.html", petition=petition, counts=letter_counts, form=form),
-        status,
+    session = get_session()
+    letter_counts = counts.read(session, petition.id)
+    page = _page_number()
+    shown, has_next = signers.list_shown(session, petition, letter_counts, page)
+    html = render_template(
+        "public/letter.html",
+        petition=petition,
+        counts=letter_counts,
+        form=form,
+        signers=shown,
+        page=page,
+        has_next=has_next,
     )
+    # The page lists signers: keep it out of search engines.
+    return html, status, {"X-Robots-Tag": "noindex"}
 
 
 @bp.get("/")
@@ -57,9 +74,9 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
     if not form.validate():
         return _letter_page(petition, form, 400)
     session = get_session()
-    request = signing.SignRequest(
+    sign_request = signing.SignRequest(
         email=form.email.data,
-        name=form.name.data,
+        name=form.name.data or "",
         job_title=form.job_title.data,
         team=form.team.data,
         affiliation=Affiliation(form.affiliation.data),
@@ -67,7 +84,7 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         updates_email=form.updates_email.data if form.wants_updates.data else None,
     )
     try:
-        handle = signing.sign(session, petition, request, utcnow())
+        handle = signing.sign(session, petition, sign_request, utcnow())
     except DomainError as exc:
         form.email.errors.append(str(exc))
         return _letter_page(petition, form, 400)

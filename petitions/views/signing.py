@@ -64,7 +64,13 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
     session = get_session()
     try:
         result = signing.confirm_by_link(session, token, utcnow())
-    except (TokenInvalid, TokenExpired, TokenUsed, signing.AlreadyConfirmed, signing.SigningClosed) as exc:
+    except (
+        TokenInvalid,
+        TokenExpired,
+        TokenUsed,
+        signing.AlreadyConfirmed,
+        signing.SigningClosed,
+    ) as exc:
         return _problem(exc)
     session.commit()
     return _confirmed_page(result)
@@ -93,7 +99,13 @@ def confirm_code():  # type: ignore[no-untyped-def]
             petition=None,
             resend_form=ResendForm(handle=form.handle.data),
         ), 400
-    except (TokenInvalid, TokenExpired, TokenUsed, signing.AlreadyConfirmed, signing.SigningClosed) as exc:
+    except (
+        TokenInvalid,
+        TokenExpired,
+        TokenUsed,
+        signing.AlreadyConfirmed,
+        signing.SigningClosed,
+    ) as exc:
         return _problem(exc)
     session.commit()
     return _confirmed_page(result)

@@ -1,0 +1,360 @@
+"""The benchmark run: for each database, a fresh letter of each size, every scenario, the checks.
+
+Order of a run: the SMTP sink; the hello-world yardstick; then per database and per letter size
+(100, then 1,000,000 signatures) a fresh database, seeding, the mail worker and gunicorn, the
+read scenarios, sign, confirm, and on the large letter also the mixed run, email latency and
+the mail worker's throughput; `flask --app wsgi recount` after each. Children are stopped in a
+`finally`, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import data, smtp_sink
+from bench.load import WRK, Load, WrkFailed, wrk
+from bench.procs import (
+    BIN,
+    GUNICORN_CONF,
+    ROOT,
+    BenchError,
+    Children,
+    children_of,
+    flask_command,
+    free_port,
+    gunicorn_command,
+    rss_mb,
+    run_command,
+    wait_for_http,
+)
+from bench.report import MailWorker, Results, render
+from bench.scenarios import Row, Site, confirm, email_latency, mixed, read, sign
+from bench.scenarios import wait_for_empty_outbox as wait_outbox
+
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
+LOG_TROUBLE = re.compile(r"Traceback|WORKER TIMEOUT|unhandled|SIGKILL|out of memory")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run does, from the command line."""
+
+    smoke: bool
+    databases: list[str]
+    sizes: tuple[int, int]
+    load: Load
+    mixed_seconds: float
+    mixed_rate: float
+    email_rate: float
+    email_seconds: float
+    mail_messages: int
+    workers: int
+    pg_url: str
+    drain_limit: float
+
+
+def parse(argv: list[str] | None) -> Settings:
+    """Settings from the command line; --smoke shrinks everything to prove only that it works."""
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--smoke", action="store_true", help="1 s per scenario, tiny letters")
+    parser.add_argument("--duration", type=float, help="measured seconds per scenario (10)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario (3)")
+    parser.add_argument("--mixed-duration", type=float, help="seconds of the mixed run (60)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
+        help="a PostgreSQL database that the run drops and creates (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    cores = os.cpu_count() or 1
+    return Settings(
+        smoke=smoke,
+        databases=["sqlite", "postgres"] if args.db == "both" else [args.db],
+        sizes=(100, 1_000) if smoke else (100, 1_000_000),
+        load=Load(
+            connections=args.connections,
+            threads=min(cores, 2),
+            warmup=args.warmup or (1 if smoke else 3),
+            duration=args.duration or (1 if smoke else 10),
+        ),
+        mixed_seconds=args.mixed_duration or (3 if smoke else 60),
+        mixed_rate=1000,
+        email_rate=33,
+        email_seconds=3 if smoke else 30,
+        mail_messages=200 if smoke else 10_000,
+        workers=2 * cores + 1,
+        pg_url=args.pg_url,
+        drain_limit=60 if smoke else 150,
+    )
+
+
+def app_env(database_url: str, port: int, sink_port: int, workers: int) -> dict[str, str]:
+    """The production environment for the app's processes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "BIND"))}
+    env.update(
+        UNDERSIGNED_ENV="production",
+        SECRET_KEY=BENCH_SECRET,
+        ADDRESS_HASH_KEY=BENCH_ADDRESS_KEY,
+        DATABASE_URL=database_url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(sink_port),
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        PORT=str(port),
+        WEB_CONCURRENCY=str(workers),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+BENCH_SECRET = secrets.token_urlsafe(32)
+BENCH_ADDRESS_KEY = secrets.token_urlsafe(32)
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def check_row(row: Row, results: Results) -> None:
+    """Record a scenario that errored badly: more than 1 % error answers, or no success at all."""
+    results.problems += row.problems
+    r = row.result
+    if r is None:
+        return
+    bad_answers = r.status_errors - r.exhausted
+    if r.successes == 0 or bad_answers > 0.01 * max(r.requests, 1):
+        results.problems.append(
+            f"{row.scenario} on {row.database} ({row.signatures:,}): {bad_answers:,} error"
+            f" answers, {r.successes:,} successes"
+        )
+
+
+def measure_hello(settings: Settings, children: Children) -> Row:
+    """The hello-world app under the same gunicorn settings: the yardstick for every ratio."""
+    port = free_port()
+    env = app_env("sqlite://", port, 25, settings.workers)
+    children.start(
+        "hello-gunicorn", gunicorn_command("bench.hello:app", port, settings.workers), env
+    )
+    try:
+        wait_for_http(port, "/")
+        load = settings.load
+        url = f"http://127.0.0.1:{port}/"
+        wrk(url, "get.lua", seconds=load.warmup, connections=load.connections, threads=load.threads)
+        result = wrk(
+            url,
+            "get.lua",
+            seconds=load.duration,
+            connections=load.connections,
+            threads=load.threads,
+        )
+    finally:
+        children.stop("hello-gunicorn")
+    row = Row("hello world GET", "-", -1, result=result)
+    row.hello_rate = result.rate
+    return row
+
+
+def mail_worker(
+    site: Site, children: Children, worker: str, env: dict[str, str], count: int
+) -> MailWorker:
+    """Stop the running worker, queue `count` emails, and time one `worker --drain` over them."""
+    children.stop(worker)
+    started = time.monotonic()
+    run_command(flask_command("routes"), env, timeout=60)
+    startup = time.monotonic() - started
+    data.queue_mail(site.app, count, site.tag)
+    started = time.monotonic()
+    done = run_command(flask_command("worker", "--drain"), env, timeout=900)
+    seconds = time.monotonic() - started
+    sent = re.search(r"(\d+) sent", done.stdout)
+    prefix, deadline = f"w-{site.tag}-", time.monotonic() + 15
+    while smtp_sink.count(site.sink_log, prefix) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return MailWorker(
+        messages=int(sent.group(1)) if sent else 0,
+        seconds=seconds,
+        startup=startup,
+        delivered=smtp_sink.count(site.sink_log, prefix),
+    )
+
+
+def run_letter(
+    kind: str, url: str, size: int, large: bool, s: Settings, run: Run, hello: float
+) -> None:
+    """Everything measured on one fresh database with one letter of `size` signatures."""
+    tag = f"{kind[:2]}{size}"
+    data.recreate_database(url)
+    port = free_port()
+    env = app_env(url, port, run.sink_port, s.workers)
+    run_command(flask_command("db", "upgrade"), env, timeout=120)
+    engine = data.bench_engine(url)
+    started = time.monotonic()
+    letter = data.seed_letter(engine, size)
+    run.results.settings.append(
+        f"{kind}: seeded {size:,} verified signatures in {time.monotonic() - started:.1f} s"
+    )
+    run.results.versions[kind] = data.server_version(engine)
+    app = data.in_process_app(env)
+    worker, server = f"{tag}-worker", f"{tag}-gunicorn"
+    results = run.results
+    try:
+        run.children.start(worker, flask_command("worker"), env)
+        gunicorn = run.children.start(server, gunicorn_command("wsgi:app", port, s.workers), env)
+        wait_for_http(port, "/healthz", timeout=60)
+        site = Site(kind, port, letter, engine, app, run.sink_log, run.work_dir, tag)
+        site.log_in_as_visitor()
+        slug = letter.slug
+        for name, path in (
+            ("letter page GET", f"/p/{slug}"),
+            ("API count GET", f"/api/v1/petitions/{slug}"),
+            ("badge GET", f"/p/{slug}/badge.svg"),
+        ):
+            results.rows.append(read(site, s.load, name, path, hello))
+            check_row(results.rows[-1], results)
+        results.rows.append(sign(site, s.load, hello))
+        check_row(results.rows[-1], results)
+        sign_rate = results.rows[-1].result.rate if results.rows[-1].result else 0
+        results.rows.append(confirm(site, s.load, hello, sign_rate))
+        check_row(results.rows[-1], results)
+        run.children.check_alive()
+        if large:
+            wait_outbox(engine, s.drain_limit)  # the sign scenario's mail, before a clean start
+            m = mixed(site, s.load, s.mixed_seconds, s.mixed_rate, hello)
+            m.worker_rss_mb = [x for p in children_of(gunicorn.pid) if (x := rss_mb(p))]
+            m.queue_empty_after, m.queue_left = wait_outbox(engine, s.drain_limit)
+            results.mixed[kind] = m
+            for part, r in (("signers", m.signers), ("readers", m.readers)):
+                check_row(Row(f"mixed {part}", kind, size, result=r), results)
+            results.email[kind] = email_latency(site, s.email_seconds, s.email_rate)
+            results.mail[kind] = mail_worker(site, run.children, worker, env, s.mail_messages)
+        run.children.check_alive()
+    finally:
+        run.children.stop(server)
+        run.children.stop(worker)
+        app.extensions["db_engine"].dispose()
+        engine.dispose()
+    recount = run_command(flask_command("recount"), env, timeout=600).stdout.strip()
+    results.recounts.append((f"{kind}, {size:,} signatures", recount.replace("\n", "; ")))
+    if "Nothing to repair" not in recount:
+        results.problems.append(f"recount repaired counts on {kind} ({size:,}): {recount}")
+    for name in (worker, server):
+        log = (run.work_dir / f"{name}.log").read_text(errors="replace")
+        trouble = [line for line in log.splitlines() if LOG_TROUBLE.search(line)]
+        if trouble:
+            results.problems.append(f"{name}.log: {len(trouble)} lines like {trouble[0][:200]!r}")
+
+
+@dataclass
+class Run:
+    """What every part of a run shares."""
+
+    results: Results
+    children: Children
+    work_dir: Path
+    sink_port: int
+    sink_log: Path
+
+
+def describe(s: Settings) -> list[str]:
+    """The settings, as the results page states them."""
+    server = (
+        "`gunicorn -c gunicorn.conf.py wsgi:app`"
+        if GUNICORN_CONF.exists()
+        else "gunicorn with flags equal to the production settings (gunicorn.conf.py missing)"
+    )
+    return [
+        f"app: {server}, sync workers, WEB_CONCURRENCY={s.workers} (2 * nproc + 1), on"
+        " 127.0.0.1; UNDERSIGNED_ENV=production; hello world (bench/hello.py) the same way",
+        "mail: one `flask --app wsgi worker` (default 0.5 s poll) into an aiosmtpd sink running"
+        " in its own process on 127.0.0.1",
+        f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"
+        f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured, 2 s timeout;"
+        " gunicorn's sync workers close every connection, so each request is a new connection",
+        f"letters: each size on a fresh database: SQLite file (WAL) or PostgreSQL {s.pg_url}"
+        " dropped and created; signatures seeded with SQL, counters set to match",
+        f"mixed: two wrk processes at once for {s.mixed_seconds:g} s: signers paced at"
+        f" {s.mixed_rate:,.0f}/s by bench/lua/sign_paced.lua (a schedule per thread from the"
+        " LuaJIT clock, 128 connections; behind schedule, they send at once to catch up) and"
+        f" readers of the letter page, {s.load.connections} connections, as fast as they can",
+        f"email latency: signing paced at {s.email_rate:g}/s for {s.email_seconds:g} s, each"
+        " address's send time logged by wrk and matched to its arrival at the sink",
+        f"mail worker: {s.mail_messages:,} emails queued with the app's `queue_email`, then one"
+        " `flask --app wsgi worker --drain` timed from start to exit",
+        "everything shares this machine: load generator, app, database and SMTP sink",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite, write the results, and say whether everything ran cleanly."""
+    settings = parse(argv)
+    started = datetime.now(UTC)
+    work_dir = RESULTS / "tmp" / f"{started:%Y%m%d-%H%M%S}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    results = Results(settings.smoke, started, command.strip(), describe(settings))
+    children = Children(work_dir)
+    sink_port = free_port()
+    run = Run(results, children, work_dir, sink_port, work_dir / "sink.log")
+    wrk_version = subprocess.run([WRK, "-v"], capture_output=True, text=True, check=False)
+    results.versions["wrk"] = (wrk_version.stdout or "?").split(" [")[0].removeprefix("wrk ")
+    try:
+        children.start(
+            "smtp-sink",
+            [
+                str(BIN / "python"),
+                str(ROOT / "bench" / "smtp_sink.py"),
+                str(sink_port),
+                str(run.sink_log),
+            ],
+            dict(os.environ),
+        )
+        wait_for_port(sink_port)
+        print("measuring hello world ...", flush=True)
+        results.hello = measure_hello(settings, children)
+        hello = results.hello.hello_rate or 0.0
+        for kind in settings.databases:
+            url = f"sqlite:///{work_dir / 'bench.sqlite3'}" if kind == "sqlite" else settings.pg_url
+            if kind == "postgres" and (why := data.postgres_reachable(url)):
+                results.problems.append(f"PostgreSQL not reachable at {url}: {why}")
+                continue
+            for size in settings.sizes:
+                print(f"{kind}: letter with {size:,} signatures ...", flush=True)
+                run_letter(kind, url, size, size == settings.sizes[-1], settings, run, hello)
+    except (BenchError, WrkFailed, OSError, subprocess.SubprocessError) as exc:
+        results.problems.append(f"run stopped: {type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        results.problems.append("run interrupted")
+    finally:
+        children.stop_all()
+    page = render(results)
+    if settings.smoke:
+        paths = [work_dir / "results.md"]
+    else:
+        paths = [RESULTS / f"{started:%Y-%m-%d-%H%M}.md", RESULTS / "latest.md"]
+    for path in paths:
+        path.write_text(page)
+    print(page)
+    print("written to " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
+    return 1 if results.problems else 0
