@@ -51,6 +51,15 @@ class Config:
     MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
     MAIL_RETRY_BASE = float(os.environ.get("MAIL_RETRY_BASE", "30"))
 
+    #: Flask-Limiter storage: memory:// for one process, redis://host:6379 to share across workers
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "undersigned")
+    #: how many proxies in front of the app set X-Forwarded-For; 0 trusts none
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+    #: a sign form sent back sooner than this after it was shown is refused (bots)
+    SIGN_MIN_SECONDS = float(os.environ.get("SIGN_MIN_SECONDS", "2"))
+
     DEV_MAILBOX = False
     DEV_MAILBOX_DIR = str(INSTANCE_DIR / "mailbox")
 
@@ -86,6 +95,10 @@ class TestingConfig(Config):
     ADDRESS_HASH_KEY = "test-address-hash-key"
     DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     MAIL_RETRY_BASE = 0.0
+    # Tests sign many times from one address at machine speed; the limit and bot tests
+    # turn these back on.
+    RATELIMIT_ENABLED = False
+    SIGN_MIN_SECONDS = 0.0
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -7,7 +7,10 @@ request, as browsers behind a proxy without keep-alive would.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +18,8 @@ from pathlib import Path
 
 LUA = Path(__file__).resolve().parent / "lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+#: numbers each wrk run, so that runs draw client addresses from different blocks
+_runs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,12 @@ def wrk(
     ]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=whole_seconds + 30, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=whole_seconds + 30,
+            check=False,
+            env={**os.environ, "BENCH_CLIENT_BLOCK": str(next(_runs) * 4)},
         )
     except subprocess.TimeoutExpired as exc:
         raise WrkFailed(f"wrk {script} did not finish") from exc
@@ -95,6 +105,8 @@ def wrk(
     if done.returncode != 0 or line is None:
         raise WrkFailed(f"wrk {script} failed ({done.returncode}): {done.stdout}{done.stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
+    if data["requests"] == 0:  # no response at all: there is no latency to speak of
+        data.update(p50_us=math.nan, p99_us=math.nan, max_us=math.nan)
     return WrkResult(
         requests=data["requests"],
         seconds=data["duration_us"] / 1e6,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from flask import Flask
 from sqlalchemy import Engine, text
@@ -17,7 +17,27 @@ from bench import data, smtp_sink
 from bench.load import Load, WrkResult, wrk
 from bench.procs import BenchError, http_get
 
-CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+class SignFormFields(HTMLParser):
+    """The hidden inputs of the sign form on a letter page (CSRF token, and any others)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_sign_form = False
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Collect `<input type="hidden">` inside the form that posts to .../sign."""
+        attributes = dict(attrs)
+        if tag == "form":
+            self.in_sign_form = (attributes.get("action") or "").split("#")[0].endswith("/sign")
+        elif tag == "input" and self.in_sign_form and attributes.get("type") == "hidden":
+            self.fields[attributes.get("name") or ""] = attributes.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        """A form ends."""
+        if tag == "form":
+            self.in_sign_form = False
 
 
 @dataclass
@@ -33,21 +53,37 @@ class Site:
     work_dir: Path
     tag: str
     cookie: str = ""
-    csrf: str = ""
+    #: the sign form's hidden fields, URL-encoded, ready to prefix a POST body
+    sign_fields: str = ""
+    #: just the CSRF token as a form field, for one-button forms
+    csrf_field: str = ""
+    page_loaded_at: float = 0.0
 
     @property
     def base(self) -> str:
         """The site's address."""
         return f"http://127.0.0.1:{self.port}"
 
-    def log_in_as_visitor(self) -> None:
-        """Open the letter once, as a browser would, for a session cookie and its CSRF token."""
+    def open_letter(self) -> None:
+        """Open the letter once, as a browser would: a session cookie and the form's fields.
+
+        Flask-WTF ties the CSRF token to the session, and this app gives it no time limit, so
+        every request of the run reuses them.
+        """
         status, headers, body = http_get(self.port, f"/p/{self.letter.slug}")
-        match = CSRF_FIELD.search(body)
-        if status != 200 or match is None or "set-cookie" not in headers:
+        form = SignFormFields()
+        form.feed(body)
+        if status != 200 or "csrf_token" not in form.fields or "set-cookie" not in headers:
             raise BenchError(f"the letter page gave {status} without a session and CSRF token")
+        self.page_loaded_at = time.monotonic()
         self.cookie = headers["set-cookie"].split(";", 1)[0]
-        self.csrf = quote(match.group(1), safe="")
+        self.sign_fields = urlencode(form.fields)
+        self.csrf_field = urlencode({"csrf_token": form.fields["csrf_token"]})
+
+    def wait_as_a_person_would(self) -> None:
+        """Let SIGN_MIN_SECONDS pass since the page was shown, or the form counts as a bot's."""
+        minimum = float(self.app.config.get("SIGN_MIN_SECONDS", 0) or 0)
+        time.sleep(max(0.0, self.page_loaded_at + minimum + 0.5 - time.monotonic()))
 
 
 @dataclass
@@ -111,8 +147,9 @@ def sign(site: Site, load: Load, hello: float) -> Row:
     path = f"/p/{site.letter.slug}/sign"
 
     def args_for(phase: str) -> list[str]:
-        return [site.cookie, site.csrf, site.letter.slug, f"s{phase[0]}-{site.tag}"]
+        return [site.cookie, site.sign_fields, site.letter.slug, f"s{phase[0]}-{site.tag}"]
 
+    site.wait_as_a_person_would()
     warm, row.result = measured(site, "sign.lua", load, path, args_for)
     time.sleep(0.5)  # requests that were in flight when wrk stopped
     with site.engine.connect() as connection:
@@ -148,7 +185,7 @@ def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
     before = data.tally(site.engine, site.letter)
 
     def args_for(phase: str) -> list[str]:
-        return [site.cookie, site.csrf, str(files[phase]), str(load.threads)]
+        return [site.cookie, site.csrf_field, str(files[phase]), str(load.threads)]
 
     warm, row.result = measured(site, "confirm.lua", load, "/c/", args_for)
     time.sleep(0.5)
@@ -205,7 +242,15 @@ def mixed(site: Site, load: Load, seconds: float, rate: float, hello: float) -> 
             seconds=seconds,
             connections=signer_connections,
             threads=1,
-            args=[site.cookie, site.csrf, site.letter.slug, f"m-{site.tag}", str(rate), "1", ""],
+            args=[
+                site.cookie,
+                site.sign_fields,
+                site.letter.slug,
+                f"m-{site.tag}",
+                str(rate),
+                "1",
+                "",
+            ],
         )
         readers = pool.submit(
             wrk,
@@ -264,7 +309,7 @@ def email_latency(site: Site, seconds: float, rate: float, wait_limit: float = 6
         seconds=seconds,
         connections=8,
         threads=1,
-        args=[site.cookie, site.csrf, site.letter.slug, tag, str(rate), "1", str(prefix)],
+        args=[site.cookie, site.sign_fields, site.letter.slug, tag, str(rate), "1", str(prefix)],
     )
     logged: dict[str, float] = {}
     for log in site.work_dir.glob(f"{prefix.name}-*.log"):

@@ -12,6 +12,7 @@ from flask_wtf import CSRFProtect
 from config import Config, config_from_env
 from petitions import db
 from petitions.errors import register_error_handlers
+from petitions.security import API_LIMIT, init_security, limit_blueprint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,10 +43,12 @@ def create_app(config: Config | None = None) -> Flask:
     db.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
+    init_security(app)
 
     from petitions.views import register_blueprints
 
     register_blueprints(app)
+    limit_blueprint(app, "api", API_LIMIT)
     register_error_handlers(app)
 
     from petitions.cli import register_commands

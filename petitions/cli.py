@@ -22,7 +22,7 @@ def alembic_config(app: Flask):  # type: ignore[no-untyped-def]
     return config
 
 
-def upgrade_database(app: Flask, revision: str = "head") -> None:
+def upgrade_database(app: Flask, revision: str = "heads") -> None:
     """Create or upgrade the schema to `revision`."""
     from alembic import command
 
@@ -37,7 +37,7 @@ def register_commands(app: Flask) -> None:
         """Database schema commands."""
 
     @db_group.command("upgrade")
-    @click.argument("revision", default="head")
+    @click.argument("revision", default="heads")
     def db_upgrade(revision: str) -> None:
         """Create or upgrade the schema (Alembic)."""
         upgrade_database(current_app, revision)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from datetime import UTC, datetime
+
+from disposable_email_domains import blocklist as disposable_blocklist
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from flask_wtf import FlaskForm
+from itsdangerous import BadData, URLSafeTimedSerializer
 from wtforms import (
     BooleanField,
     EmailField,
@@ -29,6 +34,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from petitions import passwords
 from petitions.models import Affiliation, Display
 
 
@@ -54,13 +60,51 @@ class RealEmail:
         field.data = result.normalized
 
 
-def _email_field(label: str, required: bool = True) -> EmailField:
+class NotDisposable:
+    """Refuse addresses at throwaway-mail domains (and their subdomains)."""
+
+    def __call__(self, _form: Any, field: Any) -> None:
+        domain = (field.data or "").rpartition("@")[2].casefold()
+        parts = domain.split(".")
+        for start in range(len(parts) - 1):
+            if ".".join(parts[start:]) in disposable_blocklist:
+                raise ValidationError(
+                    f"Addresses at {domain} are disposable, so they prove nothing. Please use your"
+                    " work address (or your own personal address, to sign as a supporter)."
+                )
+
+
+def _email_field(label: str, required: bool = True, disposable_ok: bool = True) -> EmailField:
     checks = [DataRequired()] if required else [Optional()]
+    extra = [] if disposable_ok else [NotDisposable()]
     return EmailField(
         label,
         filters=[_strip],
-        validators=[*checks, Length(max=254), _no_control_chars, RealEmail()],
+        validators=[*checks, Length(max=254), _no_control_chars, RealEmail(), *extra],
     )
+
+
+def _form_started() -> str:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form").dumps(1)
+
+
+class FilledByAPerson:
+    """Bots fill the hidden honeypot field, or send the form back faster than anyone reads it."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        if form.website.data:
+            raise ValidationError("This form could not be accepted.")
+        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form")
+        try:
+            _, shown_at = serializer.loads(field.data or "", return_timestamp=True)
+        except BadData:
+            raise ValidationError("This form is out of date. Please reload the page.") from None
+        elapsed = (datetime.now(UTC) - shown_at).total_seconds()
+        if elapsed < current_app.config["SIGN_MIN_SECONDS"]:
+            raise ValidationError(
+                "That was faster than anyone can read the letter. Please check the form and"
+                " press Sign again."
+            )
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -97,6 +141,28 @@ def format_employers(employers: dict[str, str]) -> str:
     return "\n".join(f"{domain} {name}" for domain, name in employers.items())
 
 
+class StrongPassword:
+    """A new password: long enough, not common, not the address."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        email_field = getattr(form, "email", None)
+        problem = passwords.problem_with(
+            field.data or "", email=email_field.data if email_field else None
+        )
+        if problem:
+            raise ValidationError(problem)
+
+
+def _new_password_fields() -> tuple[PasswordField, PasswordField]:
+    return (
+        PasswordField("New password", validators=[DataRequired(), StrongPassword()]),
+        PasswordField(
+            "Repeat the new password",
+            validators=[DataRequired(), EqualTo("password", "The passwords differ.")],
+        ),
+    )
+
+
 class EmptyForm(FlaskForm):
     """A one-button form: its only job is the CSRF token."""
 
@@ -111,11 +177,8 @@ class RegisterForm(FlaskForm):
         filters=[_strip],
         validators=[DataRequired(), Length(max=80), _no_control_chars],
     )
-    email = _email_field("Email")
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired(), Length(min=8, max=256, message="Use 8 to 256 characters.")],
-    )
+    email = _email_field("Email", disposable_ok=False)
+    password = PasswordField("Password", validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
         "Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")]
     )
@@ -136,6 +199,40 @@ class ResendAccountForm(FlaskForm):
 
     email = _email_field("Email")
     submit = SubmitField("Send a new link")
+
+
+class ResetRequestForm(FlaskForm):
+    """Ask for a password-reset link."""
+
+    email = _email_field("Email")
+    submit = SubmitField("Send me a reset link")
+
+
+class ResetPasswordForm(FlaskForm):
+    """Choose a new password through a reset link."""
+
+    password, confirm = _new_password_fields()
+    submit = SubmitField("Set the new password")
+
+
+class ChangePasswordForm(FlaskForm):
+    """Change the password; the current one is needed."""
+
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=256)]
+    )
+    password, confirm = _new_password_fields()
+    submit = SubmitField("Change password")
+
+
+class ChangeEmailForm(FlaskForm):
+    """Change the login address; the current password is needed, and the new address proven."""
+
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=256)]
+    )
+    new_email = _email_field("New email address")
+    submit = SubmitField("Send a confirmation link to the new address")
 
 
 class LetterForm(FlaskForm):
@@ -196,7 +293,7 @@ class SignForm(FlaskForm):
         description="Stored and shown only if you choose to be named.",
         validators=[Optional(), Length(max=100), _no_control_chars],
     )
-    email = _email_field("Email address to verify")
+    email = _email_field("Email address to verify", disposable_ok=False)
     job_title = StringField(
         "Job title (optional)",
         filters=[_strip],
@@ -236,6 +333,9 @@ class SignForm(FlaskForm):
     )
     wants_updates = BooleanField("Send me updates about this letter at a personal address")
     updates_email = _email_field("Personal address for updates", required=False)
+    #: honeypot: hidden from people by CSS, left empty; bots fill it
+    website = StringField("Leave this field empty", validators=[Optional(), Length(max=200)])
+    started = HiddenField(default=_form_started, validators=[FilledByAPerson()])
     submit = SubmitField("Sign")
 
     def validate(self, extra_validators: Any = None) -> bool:

@@ -113,6 +113,11 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def sign_fields(html: str) -> dict[str, str]:
+    """The hidden fields a sign form must send back: CSRF token and the form's start stamp."""
+    return {"csrf_token": csrf_from(html), "started": hidden(html, "started")}
+
+
 def hidden(html: str, name: str) -> str:
     """The value of a hidden field in a page."""
     match = re.search(rf'id="{name}" name="{name}" type="hidden" value="([^"]*)"', html)
@@ -194,8 +199,10 @@ class Site:
         return self.publish(self.draft(title, **fields))
 
     def sign(self, slug: str, email: str, name: str = "Sam Signer", client=None, **extra: object):
+        c = client or self.client
+        html = c.get(f"/p/{slug}").get_data(as_text=True)
         data = {"name": name, "email": email, "affiliation": "current", "display": "named", **extra}
-        return self.post_form(f"/p/{slug}", f"/p/{slug}/sign", data, client)
+        return c.post(f"/p/{slug}/sign", data={**sign_fields(html), **data})
 
     def confirm_link(self, email: str, client=None):
         """Follow the emailed link like a person: GET the page, press Confirm."""

@@ -55,7 +55,7 @@ def test_purge_deletes_expired_pending_signatures_only(site, app):
 def test_db_upgrade_command_is_idempotent(app):
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "Database at head." in result.output
+    assert "Database at heads." in result.output
 
 
 def test_healthz_ok(client):

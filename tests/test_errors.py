@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from petitions.db import new_session
 from petitions.models import OutboxMessage, Signature
-from tests.conftest import csrf_from
+from tests.conftest import csrf_from, sign_fields
 
 
 def _rows(app, model) -> int:
@@ -43,7 +43,7 @@ def test_post_without_csrf_is_refused_and_changes_nothing(site, app):
 def test_bad_sign_input_is_a_form_error(site, app):
     slug = site.letter()
     html = site.client.get(f"/p/{slug}").get_data(as_text=True)
-    token = csrf_from(html)
+    fields = sign_fields(html)
     queued_before = _rows(app, OutboxMessage)
     cases = [
         {"name": "", "email": "ok@example.net"},
@@ -55,7 +55,7 @@ def test_bad_sign_input_is_a_form_error(site, app):
         {"name": "Bad", "email": "ok@example.net", "wants_updates": "y"},
     ]
     for case in cases:
-        data = {"csrf_token": token, "affiliation": "current", "display": "named", **case}
+        data = {**fields, "affiliation": "current", "display": "named", **case}
         response = site.client.post(f"/p/{slug}/sign", data=data)
         assert response.status_code == 400, case
         assert 'class="error"' in response.get_data(as_text=True), case

@@ -20,6 +20,21 @@ function bench_monotonic()
   return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) / 1e9
 end
 
+-- A different client address for every request, for X-Forwarded-For: a crowd, not one host,
+-- so per-address rate limits see what they would see in production. Each wrk run gets its own
+-- block of first octets (BENCH_CLIENT_BLOCK) and each thread one octet of it.
+local clients = 0
+local block = tonumber(os.getenv("BENCH_CLIENT_BLOCK") or "0")
+function next_client_address()
+  clients = clients + 1
+  local first = 11 + (block + id) % 200
+  if first >= 127 then
+    first = first + 1
+  end
+  return string.format("%d.%d.%d.%d", first, math.floor(clients / 65536) % 256,
+    math.floor(clients / 256) % 256, clients % 256)
+end
+
 -- Defaults for the main state, where wrk calls request() once to check it without init().
 id = 0
 exhausted = 0

@@ -1,5 +1,5 @@
 -- Confirm pending signatures through their links, each link once.
--- init args: session cookie, CSRF token (URL-encoded), file of link tokens, number of threads.
+-- init args: session cookie, CSRF token as a URL-encoded field, file of links, number of threads.
 -- Thread k takes every k-th line. A thread that runs out asks for /c/spent, which the app
 -- refuses (400), so running out shows up as errors, never as a confirmation counted twice.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -11,7 +11,7 @@ position = 0
 
 function init(args)
   headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["Cookie"] = args[1]}
-  body = "csrf_token=" .. args[2]
+  body = args[2]
   local threads, line_number = tonumber(args[4]), 0
   for line in io.lines(args[3]) do
     if line_number % threads == id then
@@ -28,5 +28,6 @@ function request()
     exhausted = exhausted + 1
     link = "spent"
   end
+  headers["X-Forwarded-For"] = next_client_address()
   return wrk.format("POST", "/c/" .. link, headers, body)
 end

@@ -1,8 +1,8 @@
 -- The sign form, filled in with a fresh address for every request.
--- init args: session cookie, CSRF token (URL-encoded), letter slug, tag,
+-- init args: session cookie, the form's hidden fields (URL-encoded), letter slug, tag,
 --            [signatures per second across all threads, number of threads, log file prefix]
 -- Addresses are <tag>-<thread>-<n>@example.com, so no two requests of a run sign as one person.
-path, tag, csrf = "/", "main", ""
+path, tag, hidden_fields = "/", "main", ""
 headers = {}
 counter = 0
 interval = nil
@@ -10,7 +10,7 @@ log = nil
 
 function init(args)
   headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["Cookie"] = args[1]}
-  csrf, path, tag = args[2], "/p/" .. args[3] .. "/sign", args[4]
+  hidden_fields, path, tag = args[2], "/p/" .. args[3] .. "/sign", args[4]
   if args[5] and tonumber(args[5]) > 0 then
     interval = tonumber(args[6]) / tonumber(args[5])
   end
@@ -26,7 +26,8 @@ function sign_request()
   if log then
     log:write(string.format("%.6f %s\n", bench_wall_time(), address))
   end
-  local body = "csrf_token=" .. csrf .. "&name=Bench+Signer&email="
+  headers["X-Forwarded-For"] = next_client_address()
+  local body = hidden_fields .. "&name=Bench+Signer&email="
     .. (address:gsub("@", "%%40")) .. "&affiliation=current&display=counted"
   return wrk.format("POST", path, headers, body)
 end

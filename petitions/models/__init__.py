@@ -1,6 +1,7 @@
 """The models, one module per aggregate; importing this package registers them all."""
 
 from petitions.models.counter import PetitionCounter
+from petitions.models.moderation import AuditEntry, Report, ReportKind
 from petitions.models.outbox import OutboxMessage
 from petitions.models.petition import EmployerDomain, Petition, PetitionState
 from petitions.models.signature import Affiliation, Display, Signature, SignatureState
@@ -9,12 +10,15 @@ from petitions.models.user import User
 
 __all__ = [
     "Affiliation",
+    "AuditEntry",
     "Display",
     "EmployerDomain",
     "OutboxMessage",
     "Petition",
     "PetitionCounter",
     "PetitionState",
+    "Report",
+    "ReportKind",
     "Signature",
     "SignatureState",
     "Token",

@@ -47,6 +47,8 @@ class Petition(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: set by a site admin: the letter disappears from every public page and the API
+    hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     domains: Mapped[list[EmployerDomain]] = relationship(
         back_populates="petition",
@@ -128,6 +130,23 @@ class Petition(Base):
             raise InvalidTransition("Only an open letter can be closed.")
         self.state = PetitionState.CLOSED
         self.closed_at = now
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the public may see it: published and not hidden by an admin."""
+        return not self.is_draft and self.hidden_at is None
+
+    def hide(self, now: datetime) -> None:
+        """Take the letter off every public page (admins only)."""
+        if self.hidden_at is not None:
+            raise InvalidTransition("This letter is already hidden.")
+        self.hidden_at = now
+
+    def unhide(self) -> None:
+        """Put a hidden letter back."""
+        if self.hidden_at is None:
+            raise InvalidTransition("This letter is not hidden.")
+        self.hidden_at = None
 
     def company_for(self, email_domain: str) -> EmployerDomain | None:
         """The listed employer whose domain (or a subdomain of it) the address is at."""

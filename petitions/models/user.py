@@ -25,6 +25,8 @@ class User(UserMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     #: set when the address was proven through an emailed link; login needs it
     email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: a new address waiting to be proven through the link sent to it
+    pending_email: Mapped[str | None] = mapped_column(String(254))
     #: bumped to end every session at once (password change, "log out everywhere")
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -38,6 +40,10 @@ class User(UserMixin, Base):
     def is_confirmed(self) -> bool:
         """Whether the organizer proved the address."""
         return self.email_confirmed_at is not None
+
+    def end_all_sessions(self) -> None:
+        """Invalidate every session and remember-me cookie of this account."""
+        self.session_version += 1
 
     def confirm_email(self, now: datetime) -> None:
         """Mark the address proven; confirming twice is refused."""

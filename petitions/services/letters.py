@@ -86,7 +86,7 @@ def get_published(session: Session, slug: str) -> Petition:
     if not slug or len(slug) > SLUG_MAX + 12:
         raise NotFound("No such letter.")
     petition = session.scalars(select(Petition).where(Petition.slug == slug)).first()
-    if petition is None or petition.is_draft:
+    if petition is None or not petition.is_public:
         raise NotFound("No such letter.")
     return petition
 
@@ -126,7 +126,7 @@ def list_published(session: Session, limit: int = 50) -> list[Petition]:
     return list(
         session.scalars(
             select(Petition)
-            .where(Petition.state != PetitionState.DRAFT)
+            .where(Petition.state != PetitionState.DRAFT, Petition.hidden_at.is_(None))
             .order_by(Petition.published_at.desc())
             .limit(limit)
         )

@@ -1,0 +1,59 @@
+"""What the browser is told, rate limits, and the real client address behind proxies."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+#: the one page other sites may frame (the embeddable widget) sets its own policy
+EMBEDDABLE_POLICY = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", "frame-ancestors *")
+
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+# Limits per client address. Codes also die after CODE_MAX_ATTEMPTS wrong tries each.
+SIGN_LIMIT = "10 per minute; 60 per hour"
+RESEND_LIMIT = "5 per minute; 30 per hour"
+CODE_LIMIT = "20 per minute; 100 per hour"
+LOGIN_LIMIT = "10 per minute; 50 per hour"
+REGISTER_LIMIT = "5 per minute; 20 per hour"
+RESET_LIMIT = "5 per minute; 20 per hour"
+API_LIMIT = "300 per minute"
+REPORT_LIMIT = "5 per minute; 20 per hour"
+
+
+def init_security(app: Flask) -> None:
+    """ProxyFix (when TRUSTED_PROXIES > 0), the rate limiter, and the security headers."""
+    proxies = int(app.config.get("TRUSTED_PROXIES", 0))
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
+    limiter.init_app(app)
+    app.after_request(_security_headers)
+
+
+def limit_blueprint(app: Flask, name: str, limit: str) -> None:
+    """Put one shared limit on every route of a blueprint (the API)."""
+    blueprint = app.blueprints.get(name)
+    if blueprint is not None:
+        limiter.limit(limit)(blueprint)
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if "frame-ancestors 'none'" in headers["Content-Security-Policy"]:
+        headers.setdefault("X-Frame-Options", "DENY")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    return response
