@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
 from datetime import UTC, datetime
+from typing import Any
 
 from disposable_email_domains import blocklist as disposable_blocklist
 from email_validator import EmailNotValidError, validate_email

@@ -17,8 +17,8 @@ class TokenPurpose(enum.StrEnum):
     CONFIRM_SIGNATURE = "confirm_signature"
     WITHDRAW_SIGNATURE = "withdraw_signature"
     CONFIRM_ACCOUNT = "confirm_account"
-    RESET_PASSWORD = "reset_password"
-    CHANGE_EMAIL = "change_email"  # noqa: S105 - a purpose name, not a password
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a password
+    CHANGE_EMAIL = "change_email"
 
 
 class Token(Base):
