@@ -39,6 +39,8 @@ class Results:
     started: datetime
     command: str
     settings: list[str]
+    #: 1-minute load average before and after: other work on the machine skews every number
+    load_average: list[float] = field(default_factory=list)
     hello: Row | None = None
     rows: list[Row] = field(default_factory=list)
     mixed: dict[str, Mixed] = field(default_factory=dict)
@@ -261,7 +263,16 @@ def render(results: Results) -> str:
         "",
         "## Machine and versions",
         "",
-        *_table(["", ""], [[k, v] for k, v in machine() + software(results.versions)]),
+        *_table(
+            ["", ""],
+            [[k, v] for k, v in machine() + software(results.versions)]
+            + [
+                [
+                    "load average (1 min) before, after",
+                    ", ".join(f"{x:.2f}" for x in results.load_average),
+                ]
+            ],
+        ),
         "",
         "## Settings",
         "",

@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = Results(settings.smoke, started, command.strip(), describe(settings))
+    results.load_average.append(os.getloadavg()[0])
     children = Children(work_dir)
     sink_port = free_port()
     run = Run(results, children, work_dir, sink_port, work_dir / "sink.log")
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         children.stop_all()
         for database_file in work_dir.glob("bench.sqlite3*"):
             database_file.unlink()  # hundreds of MB at a million signatures; logs are kept
+    results.load_average.append(os.getloadavg()[0])
     page = render(results)
     if settings.smoke:
         paths = [work_dir / "results.md"]

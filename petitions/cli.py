@@ -101,6 +101,21 @@ def register_commands(app: Flask) -> None:
         checkpoint_sqlite(get_engine(current_app))
         click.echo(f"Deleted {signatures} expired pending signatures and {tokens} expired tokens.")
 
+    @app.cli.command("create-admin")
+    @click.argument("email")
+    def create_admin(email: str) -> None:
+        """Make the confirmed organizer account EMAIL a site admin."""
+        from petitions.services.moderation import make_admin
+
+        with new_session(current_app) as session:
+            user = make_admin(session, email)
+            session.commit()
+        if user is None:
+            raise click.ClickException(
+                f"No confirmed account uses {email}. Register and confirm it first, then run this."
+            )
+        click.echo(f"{user.email} is now a site admin.")
+
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
         """Create a demo organizer and a published demo letter (idempotent)."""

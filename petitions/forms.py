@@ -34,7 +34,7 @@ from wtforms.validators import (
 )
 
 from petitions import passwords
-from petitions.models import Affiliation, Display
+from petitions.models import Affiliation, Display, ReportKind
 
 
 def _no_control_chars(_form: Any, field: Any) -> None:
@@ -389,3 +389,25 @@ class WithdrawCodeForm(FlaskForm):
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
     submit = SubmitField("Withdraw my signature")
+
+
+class ReportForm(FlaskForm):
+    """Tell the organizer and the site admins that something is wrong."""
+
+    kind = RadioField(
+        "What is wrong?",
+        choices=[
+            SelectChoice(
+                ReportKind.NOT_ME.value, "My name is on this letter, but I did not sign it"
+            ),
+            SelectChoice(ReportKind.ABUSIVE.value, "This letter is abusive or breaks the law"),
+        ],
+        validators=[InputRequired()],
+    )
+    message = TextAreaField(
+        "Details",
+        description="Which name, or what is abusive. Do not include your work address.",
+        filters=[_strip],
+        validators=[DataRequired(), Length(max=2000), _no_control_chars],
+    )
+    submit = SubmitField("Send the report")

@@ -1,6 +1,7 @@
 """The models, one module per aggregate; importing this package registers them all."""
 
 from petitions.models.counter import PetitionCounter
+from petitions.models.history import CountSnapshot, SnapshotKind
 from petitions.models.moderation import AuditEntry, Report, ReportKind
 from petitions.models.outbox import OutboxMessage
 from petitions.models.petition import EmployerDomain, Petition, PetitionState
@@ -11,6 +12,7 @@ from petitions.models.user import User
 __all__ = [
     "Affiliation",
     "AuditEntry",
+    "CountSnapshot",
     "Display",
     "EmployerDomain",
     "OutboxMessage",
@@ -21,6 +23,7 @@ __all__ = [
     "ReportKind",
     "Signature",
     "SignatureState",
+    "SnapshotKind",
     "Token",
     "TokenPurpose",
     "User",

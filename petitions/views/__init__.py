@@ -16,6 +16,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(organizer.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(signing.bp)
+    from petitions.views import admin, reports
+
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(reports.bp)
     if app.config.get("DEV_MAILBOX"):
         from petitions.views import devmail
 

@@ -11,7 +11,7 @@ from petitions.db import get_session, utcnow
 from petitions.forms import EmptyForm, LetterForm, format_employers, parse_employers
 from petitions.models import Petition
 from petitions.models.errors import InvalidTransition
-from petitions.services import counts, letters
+from petitions.services import counts, letters, moderation
 
 bp = Blueprint("organizer", __name__, url_prefix="/letters")
 
@@ -83,9 +83,13 @@ def create():  # type: ignore[no-untyped-def]
 def show(petition_id: int):  # type: ignore[no-untyped-def]
     """The organizer's view of a letter: preview, state, and actions."""
     petition = _own(petition_id)
-    letter_counts = counts.read(get_session(), petition.id)
+    session = get_session()
     return render_template(
-        "letters/show.html", petition=petition, counts=letter_counts, form=EmptyForm()
+        "letters/show.html",
+        petition=petition,
+        counts=counts.read(session, petition.id),
+        reports=moderation.reports_for(session, petition.id),
+        form=EmptyForm(),
     )
 
 

@@ -11,6 +11,7 @@ from flask import Blueprint, render_template
 from petitions import tokens
 from petitions.db import get_session, utcnow
 from petitions.forms import CodeForm, EmptyForm, ResendForm, WithdrawCodeForm
+from petitions.security import CODE_LIMIT, RESEND_LIMIT, limiter
 from petitions.services import signing
 from petitions.services import tokens as token_service
 from petitions.services.tokens import TokenExpired, TokenInvalid, TokenUsed
@@ -77,6 +78,7 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/confirm/code")
+@limiter.limit(CODE_LIMIT)
 def confirm_code():  # type: ignore[no-untyped-def]
     """Confirm with the code typed into the "check your email" page."""
     form = CodeForm()
@@ -112,6 +114,7 @@ def confirm_code():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/confirm/resend")
+@limiter.limit(RESEND_LIMIT)
 def resend():  # type: ignore[no-untyped-def]
     """Mail a fresh link and code for a pending signature whose old ones expired or died."""
     form = ResendForm()
@@ -163,6 +166,7 @@ def withdraw_code_form():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/withdraw")
+@limiter.limit(CODE_LIMIT)
 def withdraw_by_code():  # type: ignore[no-untyped-def]
     """Delete the signature the withdrawal code belongs to."""
     form = WithdrawCodeForm()
