@@ -12,7 +12,9 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-LINK = re.compile(r"https?://\S+/(c|w|account/confirm)/[A-Za-z0-9._\-]+")
+LINK = re.compile(
+    r"https?://\S+/(c|w|account/confirm|account/reset|account/email)/[A-Za-z0-9._\-]+"
+)
 CODE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
 
 
