@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ def upgrade_database(app: Flask, revision: str = "heads") -> None:
     """Create or upgrade the schema to `revision`."""
     from alembic import command
 
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     command.upgrade(alembic_config(app), revision)
 
 

@@ -69,7 +69,7 @@ def test_same_titles_get_distinct_slugs(site):
 def test_concurrent_publication_with_one_title(site, app):
     site.organizer()
     ids = [site.draft("Same title") for _ in range(4)]
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=60)
     errors = []
 
     def publish(petition_id):
@@ -82,7 +82,7 @@ def test_concurrent_publication_with_one_title(site, app):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=publish, args=(i,)) for i in ids]
+    threads = [threading.Thread(target=publish, args=(i,), daemon=True) for i in ids]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -12,7 +12,7 @@ from tests.conftest import csrf_from, sign_fields
 
 
 def _run_together(jobs) -> list:
-    barrier = threading.Barrier(len(jobs))
+    barrier = threading.Barrier(len(jobs), timeout=60)
     results: list = [None] * len(jobs)
     errors: list[BaseException] = []
 
@@ -24,7 +24,9 @@ def _run_together(jobs) -> list:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    threads = [
+        threading.Thread(target=run, args=(i, job), daemon=True) for i, job in enumerate(jobs)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

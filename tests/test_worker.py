@@ -92,13 +92,13 @@ def test_permanent_rejection_fails_visibly(app, mailbox):
 def test_several_workers_never_send_a_message_twice(app, mailbox):
     app.config["MAIL_BATCH_SIZE"] = 25
     _queue(app, 150)
-    barrier = threading.Barrier(3)
+    barrier = threading.Barrier(3, timeout=60)
 
     def work() -> None:
         barrier.wait()
         delivery.drain(app)
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
