@@ -70,11 +70,6 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
 
-    def __init__(self) -> None:
-        secure = self.PUBLIC_URL.startswith("https://")
-        self.SESSION_COOKIE_SECURE = secure
-        self.REMEMBER_COOKIE_SECURE = secure
-
 
 class DevelopmentConfig(Config):
     """Local development: built-in secrets and the in-browser mailbox."""

@@ -32,6 +32,9 @@ def create_app(config: Config | None = None) -> Flask:
         instance_path=str(Path(getattr(config, "INSTANCE_PATH", "") or ROOT / "instance")),
     )
     app.config.from_object(config or config_from_env())
+    # Cookies travel only over https once the site is served over https.
+    secure = app.config["PUBLIC_URL"].startswith("https://")
+    app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = secure
     if not app.config.get("SECRET_KEY") or not app.config.get("ADDRESS_HASH_KEY"):
         raise RuntimeError(
             "SECRET_KEY and ADDRESS_HASH_KEY must be set in production (see README, Configuration)."
