@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from petitions import login_manager
 from petitions.db import get_session, utcnow
 from petitions.forms import EmptyForm
 from petitions.models import AuditEntry, Petition, PetitionState, Report
@@ -19,8 +20,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def admins_only():  # type: ignore[no-untyped-def]
     """Anonymous visitors are sent to log in; other organizers find nothing here."""
     if not current_user.is_authenticated:
-        from petitions import login_manager
-
         return login_manager.unauthorized()
     if not current_user.is_admin:
         abort(404)
