@@ -143,12 +143,17 @@ def sign(session: Session, petition: Petition, request: SignRequest, now: dateti
             return tokens.new_handle()
         for key, value in fields.items():
             setattr(signature, key, value)
+    return _mail_confirmation(session, signature.id, request.email, now)
+
+
+def _mail_confirmation(session: Session, signature_id: int, email: str, now: datetime) -> str:
+    """Issue a link and code for a pending signature and queue the discreet email; the handle."""
     issued = token_service.issue(
-        session, TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature.id, with_code=True
+        session, TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature_id, with_code=True
     )
     queue_email(
         session,
-        request.email,
+        email,
         "confirm_signature",
         url=confirm_url(issued.link_token),
         code=issued.display_code,
@@ -265,18 +270,7 @@ def resend(session: Session, row: Token, now: datetime) -> str | None:
     signature = session.get(Signature, row.signature_id) if row.signature_id else None
     if signature is None or signature.is_confirmed or signature.email is None:
         return None
-    issued = token_service.issue(
-        session, TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature.id, with_code=True
-    )
-    queue_email(
-        session,
-        signature.email,
-        "confirm_signature",
-        url=confirm_url(issued.link_token),
-        code=issued.display_code,
-        max_age_days=current_app.config["TOKEN_MAX_AGE"] // 86400,
-    )
-    return issued.handle
+    return _mail_confirmation(session, signature.id, signature.email, now)
 
 
 def find_by_handle(session: Session, handle: str) -> Token | None:

@@ -1,19 +1,37 @@
-"""Public pages: the index of letters, a letter with its sign form, signer safety."""
+"""Public pages: the index of letters, a letter with its numbers and sign form, its growth
+chart and count history, and signer safety.
+
+Every GET here is cacheable for a few seconds and answers 304 when unchanged (see
+`caching`); none of them counts signature rows.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+import csv
+import io
+import re
+
+from flask import Blueprint, Response, abort, make_response, render_template, request
 
 from petitions.db import get_session, utcnow
 from petitions.forms import CodeForm, SignForm
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
-from petitions.services import counts, letters, signers, signing
+from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
+from petitions.views.caching import conditional
 
 bp = Blueprint("public", __name__)
 
+LETTERS_PER_PAGE = 20
+HISTORY_PER_PAGE = 100
+#: slugs are lower-case ASCII words and dashes; anything else names no letter
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 
-def _published(slug: str) -> Petition:
+
+def published(slug: str) -> Petition:
+    """The letter the public may see under `slug`, or 404."""
+    if not SLUG.fullmatch(slug):
+        abort(404)
     try:
         return letters.get_published(get_session(), slug)
     except letters.NotFound:
@@ -27,49 +45,131 @@ def _page_number() -> int:
     return page
 
 
-def _letter_page(petition: Petition, form: SignForm, status: int = 200):  # type: ignore[no-untyped-def]
+def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Response:
     session = get_session()
+    now = utcnow()
     letter_counts = counts.read(session, petition.id)
     page = _page_number()
     shown, has_next = signers.list_shown(session, petition, letter_counts, page)
+    growth_chart = chart.build(petition, [], letter_counts, now)
+    recorded = history.sampled_rows(session, petition, growth_chart.end, points=8)
     html = render_template(
         "public/letter.html",
         petition=petition,
         counts=letter_counts,
+        companies=tallies.by_company(petition, letter_counts),
+        company_names=list(tallies.companies(petition)),
+        last_24h=history.growth(session, petition, letter_counts.total, now),
+        as_of=now,
+        chart_summary=growth_chart.summary,
+        history=tallies.history_lines(petition, recorded[::-1]),
         form=form,
         signers=shown,
         page=page,
         has_next=has_next,
     )
     # The page lists signers: keep it out of search engines.
-    return html, status, {"X-Robots-Tag": "noindex"}
+    response = make_response(html, status, {"X-Robots-Tag": "noindex"})
+    return conditional(response) if request.method == "GET" else response
 
 
 @bp.get("/")
-def index():  # type: ignore[no-untyped-def]
-    """Published letters, newest first."""
-    session = get_session()
-    published = letters.list_published(session)
-    totals = counts.read_totals(session, [p.id for p in published])
-    return render_template("public/index.html", letters=published, totals=totals)
+def index() -> Response:
+    """Published letters: newest, most signed or fastest growing; a page at a time."""
+    try:
+        sort = listing.Sort(request.args.get("sort", listing.Sort.NEWEST))
+    except ValueError:
+        abort(400)
+    page = _page_number()
+    letter_page = listing.list_letters(get_session(), sort, page, LETTERS_PER_PAGE, utcnow())
+    if page > letter_page.pages:
+        abort(404)
+    html = render_template(
+        "public/index.html", listing=letter_page, sort=sort, sorts=list(listing.Sort)
+    )
+    return conditional(make_response(html))
 
 
 @bp.get("/safety")
-def safety():  # type: ignore[no-untyped-def]
+def safety() -> Response:
     """What is stored about signers, what is not, and how to sign safely."""
-    return render_template("public/safety.html")
+    return conditional(make_response(render_template("public/safety.html")))
 
 
 @bp.get("/p/<slug>")
-def letter(slug: str):  # type: ignore[no-untyped-def]
-    """A published letter, its count, and (while open) the sign form."""
-    return _letter_page(_published(slug), SignForm())
+def letter(slug: str) -> Response:
+    """A published letter, its numbers, and (while open) the sign form."""
+    return _letter_page(published(slug), SignForm())
+
+
+@bp.get("/p/<slug>/chart.svg")
+def growth_chart(slug: str) -> Response:
+    """The letter's growth chart as an SVG image (redrawn at most once a minute)."""
+    petition = published(slug)
+    session = get_session()
+    now = utcnow().replace(second=0, microsecond=0)
+    letter_counts = counts.read(session, petition.id)
+    end = chart.build(petition, [], letter_counts, now).end
+    rows = history.sampled_rows(session, petition, end)
+    svg = chart.build(petition, rows, letter_counts, now).svg()
+    return conditional(Response(svg, mimetype="image/svg+xml"))
+
+
+@bp.get("/p/<slug>/history")
+def count_history(slug: str) -> Response:
+    """Every recorded count of the letter, newest first, a page at a time."""
+    petition = published(slug)
+    page = _page_number()
+    rows = history.rows_page(get_session(), petition.id, page, HISTORY_PER_PAGE, newest_first=True)
+    if page > 1 and not rows.rows:
+        abort(404)
+    html = render_template(
+        "public/history.html",
+        petition=petition,
+        history=tallies.history_lines(petition, rows.rows),
+        company_names=list(tallies.companies(petition)),
+        page=page,
+        has_next=rows.has_next,
+    )
+    return conditional(make_response(html))
+
+
+@bp.get("/p/<slug>/history.csv")
+def count_history_csv(slug: str) -> Response:
+    """The whole recorded history as CSV, oldest first: one row per record, one set of
+    columns per employer domain."""
+    petition = published(slug)
+    domains = [employer.domain for employer in petition.domains]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    header = ["recorded_at", "kind", "milestone", "total", "supporters"]
+    for domain in domains:
+        header += [f"{domain} {part}" for part in ("total", "current", "former", "contractor")]
+    writer.writerow(header)
+    for row in history.all_rows(get_session(), petition.id):
+        line: list[object] = [
+            row.recorded_at.isoformat().replace("+00:00", "Z"),
+            row.kind,
+            row.milestone or "",
+            row.total,
+            row.supporters,
+        ]
+        for domain in domains:
+            split = row.employees.get(domain) or {}
+            line.append(row.employee_total(domain))
+            line += [int(split.get(part, 0)) for part in ("current", "former", "contractor")]
+        writer.writerow(line)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{petition.slug}-count-history.csv"'
+    )
+    return conditional(response)
 
 
 @bp.post("/p/<slug>/sign")
 def sign(slug: str):  # type: ignore[no-untyped-def]
     """Take a signature and answer "check your email", whatever the address's history."""
-    petition = _published(slug)
+    petition = published(slug)
     form = SignForm()
     if not form.validate():
         return _letter_page(petition, form, 400)

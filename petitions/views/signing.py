@@ -31,16 +31,26 @@ def _confirmed_page(result: signing.Confirmed):  # type: ignore[no-untyped-def]
     return render_template("sign/confirmed.html", result=result)
 
 
-def _problem(exc: Exception, status: int = 400):  # type: ignore[no-untyped-def]
+#: everything that stops a confirmation, each shown on the problem page
+CANNOT_CONFIRM = (
+    TokenInvalid,
+    TokenExpired,
+    TokenUsed,
+    signing.AlreadyConfirmed,
+    signing.SigningClosed,
+)
+
+
+def _problem(exc: Exception, status: int = 400, resend_handle: str | None = None):  # type: ignore[no-untyped-def]
     """The page for a link or code that cannot be used, offering a fresh email when possible."""
-    handle = None
+    handle = resend_handle
     if isinstance(exc, TokenExpired) and exc.token.purpose == "confirm_signature":
         handle = exc.token.handle
     already = isinstance(exc, signing.AlreadyConfirmed)
     return render_template(
         "sign/problem.html",
         message=str(exc),
-        expired=isinstance(exc, TokenExpired),
+        expired=isinstance(exc, TokenExpired | signing.CodeLocked),
         already=already,
         petition=exc.petition if already else None,  # type: ignore[attr-defined]
         resend_form=ResendForm(handle=handle) if handle else None,
@@ -52,7 +62,7 @@ def confirm_page(token: str):  # type: ignore[no-untyped-def]
     """Landing page of the confirmation link: a neutral page and a Confirm button."""
     try:
         signing.check_link(get_session(), token, utcnow())
-    except (TokenInvalid, TokenExpired, TokenUsed, signing.AlreadyConfirmed) as exc:
+    except CANNOT_CONFIRM as exc:
         return _problem(exc)
     return render_template("sign/confirm.html", form=EmptyForm(), token=token)
 
@@ -65,13 +75,7 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
     session = get_session()
     try:
         result = signing.confirm_by_link(session, token, utcnow())
-    except (
-        TokenInvalid,
-        TokenExpired,
-        TokenUsed,
-        signing.AlreadyConfirmed,
-        signing.SigningClosed,
-    ) as exc:
+    except CANNOT_CONFIRM as exc:
         return _problem(exc)
     session.commit()
     return _confirmed_page(result)
@@ -93,21 +97,8 @@ def confirm_code():  # type: ignore[no-untyped-def]
         return render_template("sign/check_email.html", petition=None, code_form=form), 400
     except signing.CodeLocked as exc:
         session.commit()
-        return render_template(
-            "sign/problem.html",
-            message=str(exc),
-            expired=True,
-            already=False,
-            petition=None,
-            resend_form=ResendForm(handle=form.handle.data),
-        ), 400
-    except (
-        TokenInvalid,
-        TokenExpired,
-        TokenUsed,
-        signing.AlreadyConfirmed,
-        signing.SigningClosed,
-    ) as exc:
+        return _problem(exc, resend_handle=form.handle.data)
+    except CANNOT_CONFIRM as exc:
         return _problem(exc)
     session.commit()
     return _confirmed_page(result)
