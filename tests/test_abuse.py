@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import http.cookiejar
-import os
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,9 +16,7 @@ from petitions import create_app
 from petitions.db import get_engine, new_session
 from petitions.models import Signature
 from tests.conftest import csrf_from, make_config, sign_fields
-from tests.mailbox import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import start_gunicorn, stop
 
 
 def _login_attempts(client, count, headers=None):
@@ -58,39 +52,6 @@ def test_code_guessing_is_limited_per_address_and_per_code(site):
     assert statuses[:5] == [400] * 5  # the code itself died after 5 wrong tries
 
 
-def _gunicorn(database_url: str, storage: str, prefix: str) -> tuple[subprocess.Popen, str]:
-    """One real gunicorn server (one sync worker) with production settings."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "UNDERSIGNED_ENV": "production",
-        "SECRET_KEY": "shared-secret",
-        "ADDRESS_HASH_KEY": "shared-hash-key",
-        "DATABASE_URL": database_url,
-        "RATELIMIT_STORAGE_URI": storage,
-        "RATELIMIT_KEY_PREFIX": prefix,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-    }
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            return process, base
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("gunicorn did not start")
-
-
 def _login_statuses(bases: list[str], attempts: int) -> list[int]:
     """Failed logins, alternating between servers, with one browser's cookies and CSRF token."""
     jar = http.cookiejar.CookieJar()
@@ -111,13 +72,17 @@ def _login_statuses(bases: list[str], attempts: int) -> list[int]:
 @pytest.mark.parametrize("storage,shared", [("redis://127.0.0.1:6379", True), ("memory://", False)])
 def test_several_gunicorn_servers_share_one_budget_through_redis(database_url, storage, shared):
     prefix = f"test-{uuid.uuid4().hex}"
-    servers = [_gunicorn(database_url, storage, prefix) for _ in range(2)]
+    settings = {
+        "RATELIMIT_ENABLED": "1",
+        "RATELIMIT_STORAGE_URI": storage,
+        "RATELIMIT_KEY_PREFIX": prefix,
+    }
+    servers = [start_gunicorn(database_url, **settings) for _ in range(2)]
     try:
         statuses = _login_statuses([base for _, base in servers], 12)
     finally:
         for process, _ in servers:
-            process.terminate()
-            process.wait(10)
+            stop(process)
         connection = redis.Redis.from_url("redis://127.0.0.1:6379")
         for key in connection.scan_iter(f"*{prefix}*"):
             connection.delete(key)
