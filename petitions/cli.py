@@ -127,3 +127,13 @@ def register_commands(app: Flask) -> None:
             message = seed(session, utcnow())
             session.commit()
         click.echo(message)
+
+    @app.cli.command("snapshot")
+    def snapshot() -> None:
+        """Record the count history now (the mail worker also does, every minute)."""
+        from petitions.services.history import record
+
+        with new_session(current_app) as session:
+            written = record(session, utcnow())
+            session.commit()
+        click.echo(f"Recorded {written} count {'record' if written == 1 else 'records'}.")

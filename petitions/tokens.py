@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from flask import current_app
@@ -37,6 +38,14 @@ def new_nonce() -> str:
 def new_handle() -> str:
     """A random public id of 128 bits, safe to put in a page."""
     return secrets.token_urlsafe(16)
+
+
+_HANDLE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def is_handle(value: str | None) -> bool:
+    """Whether a value from a form could be a handle at all (checked before any query)."""
+    return bool(value) and _HANDLE.fullmatch(value) is not None
 
 
 def sign_nonce(purpose: str, nonce: str) -> str:

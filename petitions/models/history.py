@@ -24,10 +24,10 @@ class SnapshotKind(enum.StrEnum):
 class CountSnapshot(Base):
     """The counts of one letter at one moment, as anyone may audit them.
 
-    Rows are only ever added: the database refuses to change them, or to delete them
-    while their letter exists (triggers in migration 0002). They hold aggregate counts
-    only, never anything about a single signer, and are taken at most hourly (plus
-    milestones), so no signer's confirmation time can be read from them.
+    Rows are only ever added: the database refuses to change or delete them (triggers in
+    migration 0002), so a letter with a history cannot be deleted, only hidden. They hold
+    aggregate counts only, never anything about a single signer, and are taken at most
+    hourly (plus milestones), so no signer's confirmation time can be read from them.
     """
 
     __tablename__ = "count_snapshots"

@@ -94,6 +94,13 @@ class Chart:
 MAX_COMPANY_LINES = len(COMPANY_STYLES)
 
 
+def end_of(petition: Petition, now: datetime) -> datetime:
+    """Where a letter's chart ends: when it closed, or now."""
+    assert petition.published_at is not None
+    end = petition.closed_at if petition.is_closed and petition.closed_at else now
+    return max(end, petition.published_at)
+
+
 def build(petition: Petition, rows: list[CountSnapshot], current: Counts, now: datetime) -> Chart:
     """The chart of a letter: 0 at publication, the recorded history, and the counts now.
 
@@ -101,9 +108,7 @@ def build(petition: Petition, rows: list[CountSnapshot], current: Counts, now: d
     company lines are drawn only when there are several companies, the largest first.
     """
     assert petition.published_at is not None
-    start = petition.published_at
-    end = petition.closed_at if petition.is_closed and petition.closed_at else now
-    end = max(end, start)
+    start, end = petition.published_at, end_of(petition, now)
     domains_of = tallies.companies(petition)
     total = Line("All verified", [(start, 0)])
     lines = {name: Line(name, [(start, 0)]) for name in domains_of}

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from petitions.db import checkpoint_sqlite, get_engine, new_session, utcnow
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
+from petitions.services import history
 from petitions.services.signing import purge_expired
 
 log = logging.getLogger(__name__)
@@ -233,18 +234,26 @@ def drain(app: Flask) -> DeliveryReport:
 
 
 def run_forever(
-    app: Flask, poll_interval: float = 0.5, purge_every: float = 600.0, scrub_every: float = 60.0
+    app: Flask,
+    poll_interval: float = 0.5,
+    purge_every: float = 600.0,
+    scrub_every: float = 60.0,
+    snapshot_every: float = 60.0,
 ) -> None:
-    """Deliver mail as it becomes due; purge expired pending signatures and scrub the
-    SQLite write-ahead log every so often."""
+    """Deliver mail as it becomes due; purge expired pending signatures, record the count
+    history (hourly rows and milestones) and scrub the SQLite write-ahead log every so often."""
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    next_purge = next_scrub = 0.0
+    next_purge = next_scrub = next_snapshot = 0.0
     while True:
         with new_session(app) as session:
             if time.monotonic() >= next_purge:
                 purge_expired(session, utcnow())
                 session.commit()
                 next_purge = time.monotonic() + purge_every
+            if time.monotonic() >= next_snapshot:
+                history.record(session, utcnow())
+                session.commit()
+                next_snapshot = time.monotonic() + snapshot_every
             report = deliver_batch(app, session, owner)
         if time.monotonic() >= next_scrub:
             checkpoint_sqlite(get_engine(app))

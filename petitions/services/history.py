@@ -63,8 +63,8 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> int:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     written = 0
     for row in rows:
-        result = session.execute(insert(CountSnapshot).values(**row).on_conflict_do_nothing())
-        written += result.rowcount or 0  # type: ignore[attr-defined]
+        statement = insert(CountSnapshot).values(**row).on_conflict_do_nothing()
+        written += len(session.execute(statement.returning(CountSnapshot.id)).all())
     return written
 
 

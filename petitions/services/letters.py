@@ -14,6 +14,7 @@ from petitions.models import EmployerDomain, Petition, PetitionState, User
 from petitions.models.errors import DomainError
 
 SLUG_MAX = 60
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 class NotFound(DomainError):
@@ -83,7 +84,7 @@ def list_own(session: Session, organizer: User) -> list[Petition]:
 
 def get_published(session: Session, slug: str) -> Petition:
     """A published (open or closed) letter by slug; drafts and unknown slugs are NotFound."""
-    if not slug or len(slug) > SLUG_MAX + 12:
+    if not slug or len(slug) > SLUG_MAX + 12 or not _SLUG.fullmatch(slug):
         raise NotFound("No such letter.")
     petition = session.scalars(select(Petition).where(Petition.slug == slug)).first()
     if petition is None or not petition.is_public:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from petitions.models import Display, Petition, Signature, SignatureState
@@ -49,14 +49,26 @@ def list_shown(
     session: Session, petition: Petition, counts: Counts, page: int = 1
 ) -> tuple[list[ShownSigner], bool]:
     """Signers who chose to be seen, newest first, one page; and whether there is a next page."""
+    # One ordered range of ix_signatures_listing per display choice, each cut at what this
+    # page can need, then merged: the cost follows the page number, never the number of
+    # signers (with one IN over the three choices PostgreSQL reads every signer of the letter).
+    newest = [
+        select(Signature.id, Signature.confirmed_at)
+        .where(
+            Signature.petition_id == petition.id,
+            Signature.state == SignatureState.CONFIRMED,
+            Signature.display == display,
+        )
+        .order_by(Signature.confirmed_at.desc(), Signature.id.desc())
+        .limit(page * PAGE_SIZE + 1)
+        .subquery()
+        for display in (Display.NAMED, Display.ANONYMOUS, Display.THRESHOLD)
+    ]
+    candidates = union_all(*(select(part.c.id, part.c.confirmed_at) for part in newest)).subquery()
     rows = list(
         session.scalars(
             select(Signature)
-            .where(
-                Signature.petition_id == petition.id,
-                Signature.state == SignatureState.CONFIRMED,
-                Signature.display.in_([Display.NAMED, Display.ANONYMOUS, Display.THRESHOLD]),
-            )
+            .join(candidates, candidates.c.id == Signature.id)
             .order_by(Signature.confirmed_at.desc(), Signature.id.desc())
             .offset((page - 1) * PAGE_SIZE)
             .limit(PAGE_SIZE + 1)

@@ -240,7 +240,7 @@ def confirm_by_code(session: Session, handle: str, typed_code: str, now: datetim
     even when this raises CodeInvalid, so the attempt is remembered.
     """
     row = None
-    if handle and len(handle) <= 64:
+    if tokens.is_handle(handle):
         row = session.scalars(
             select(Token)
             .where(Token.handle == handle, Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)
@@ -275,7 +275,7 @@ def resend(session: Session, row: Token, now: datetime) -> str | None:
 
 def find_by_handle(session: Session, handle: str) -> Token | None:
     """The confirmation token a code-entry form names, if any."""
-    if not handle or len(handle) > 64:
+    if not tokens.is_handle(handle):
         return None
     return session.scalars(
         select(Token).where(Token.handle == handle, Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)

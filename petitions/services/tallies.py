@@ -7,10 +7,14 @@ per domain, with the company named.
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 
 from petitions.models import CountSnapshot, Petition
 from petitions.services.counts import Counts
+
+AFFILIATIONS = ("current", "former", "contractor")
 
 
 @dataclass
@@ -41,6 +45,21 @@ def by_domain(petition: Petition, counts: Counts) -> list[CompanyTally]:
                 count.current,
                 count.former,
                 count.contractor,
+            )
+        )
+    return tallies
+
+
+def recorded_by_domain(petition: Petition, row: CountSnapshot) -> list[CompanyTally]:
+    """One tally per employer domain, as a history row recorded them."""
+    tallies = []
+    for employer in petition.domains:
+        split = row.employees.get(employer.domain) or {}
+        tallies.append(
+            CompanyTally(
+                employer.company_name,
+                [employer.domain],
+                *(int(split.get(affiliation, 0)) for affiliation in AFFILIATIONS),
             )
         )
     return tallies
@@ -85,3 +104,27 @@ def history_lines(petition: Petition, rows: list[CountSnapshot]) -> list[History
         )
         for row in rows
     ]
+
+
+def history_csv(petition: Petition, rows: list[CountSnapshot]) -> str:
+    """History rows as CSV: when, why, the totals, then four columns per employer domain."""
+    domains = [employer.domain for employer in petition.domains]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    header = ["recorded_at", "kind", "milestone", "total", "supporters"]
+    for domain in domains:
+        header += [f"{domain} {part}" for part in ("total", *AFFILIATIONS)]
+    writer.writerow(header)
+    for row in rows:
+        line: list[object] = [
+            row.recorded_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            row.kind,
+            row.milestone or "",
+            row.total,
+            row.supporters,
+        ]
+        for domain in domains:
+            split = row.employees.get(domain) or {}
+            line += [row.employee_total(domain), *(int(split.get(a, 0)) for a in AFFILIATIONS)]
+        writer.writerow(line)
+    return out.getvalue()

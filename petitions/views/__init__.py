@@ -9,13 +9,15 @@ from petitions.rendering import render_markdown
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint, and the dev mailbox only in development."""
-    from petitions.views import auth, health, organizer, public, signing
+    from petitions.views import api, auth, embed, health, organizer, public, signing
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(organizer.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(signing.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(embed.bp)
     from petitions.views import admin, reports
 
     app.register_blueprint(admin.bp)

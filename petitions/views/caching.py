@@ -39,11 +39,14 @@ def _digest(*parts: bytes) -> str:
     return digest.hexdigest()[:40]
 
 
-def conditional(response: Response, version: str | bytes | None = None) -> Response:
-    """Make `response` cacheable for a few seconds, with an ETag; 304 when it matches.
+def conditional(
+    response: Response, version: str | bytes | None = None, *, private: bool = False
+) -> Response:
+    """Make `response` cacheable briefly, with an ETag; 304 when the browser's copy matches.
 
-    `version` names the content; without it the body (volatile parts masked) does. A page
-    that reads the session (a form with a CSRF token, the logged-in header) is private.
+    `version` names the content; without it the body (volatile parts masked) does. A
+    `private` page is one that reads the session: a form with a CSRF token, or the
+    logged-in header of the site's layout.
     """
     if response.status_code != 200:
         return response
@@ -51,7 +54,6 @@ def conditional(response: Response, version: str | bytes | None = None) -> Respo
         content = _VOLATILE.sub(rb"\1", response.get_data())
     else:
         content = version.encode() if isinstance(version, str) else version
-    private = session.accessed
     secret = b""
     if private:
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")

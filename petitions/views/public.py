@@ -1,14 +1,13 @@
 """Public pages: the index of letters, a letter with its numbers and sign form, its growth
 chart and count history, and signer safety.
 
-Every GET here is cacheable for a few seconds and answers 304 when unchanged (see
-`caching`); none of them counts signature rows.
+Every GET here carries an ETag and answers 304 when nothing changed (see `caching`); the
+pages read the session, so browsers check back each time, while the chart and the CSV may
+be cached for a few seconds. None of them counts signature rows.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 
 from flask import Blueprint, Response, abort, make_response, render_template, request
@@ -17,6 +16,7 @@ from petitions.db import get_session, utcnow
 from petitions.forms import CodeForm, SignForm
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
+from petitions.security import SIGN_LIMIT, limiter
 from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
 from petitions.views.caching import conditional
 
@@ -39,10 +39,11 @@ def published(slug: str) -> Petition:
 
 
 def _page_number() -> int:
-    page = request.args.get("page", 1, type=int) or 1
-    if page < 1 or page > 100_000:
+    """The `page` query parameter: 1 when absent, 404 unless a whole number from 1."""
+    raw = request.args.get("page", "1")
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100_000:
         abort(404)
-    return page
+    return int(raw)
 
 
 def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Response:
@@ -51,8 +52,7 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
     letter_counts = counts.read(session, petition.id)
     page = _page_number()
     shown, has_next = signers.list_shown(session, petition, letter_counts, page)
-    growth_chart = chart.build(petition, [], letter_counts, now)
-    recorded = history.sampled_rows(session, petition, growth_chart.end, points=8)
+    recorded = history.sampled_rows(session, petition, chart.end_of(petition, now), points=8)
     html = render_template(
         "public/letter.html",
         petition=petition,
@@ -61,7 +61,7 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
         company_names=list(tallies.companies(petition)),
         last_24h=history.growth(session, petition, letter_counts.total, now),
         as_of=now,
-        chart_summary=growth_chart.summary,
+        chart_summary=chart.build(petition, [], letter_counts, now).summary,
         history=tallies.history_lines(petition, recorded[::-1]),
         form=form,
         signers=shown,
@@ -70,7 +70,7 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
     )
     # The page lists signers: keep it out of search engines.
     response = make_response(html, status, {"X-Robots-Tag": "noindex"})
-    return conditional(response) if request.method == "GET" else response
+    return conditional(response, private=True) if request.method == "GET" else response
 
 
 @bp.get("/")
@@ -87,13 +87,13 @@ def index() -> Response:
     html = render_template(
         "public/index.html", listing=letter_page, sort=sort, sorts=list(listing.Sort)
     )
-    return conditional(make_response(html))
+    return conditional(make_response(html), private=True)
 
 
 @bp.get("/safety")
 def safety() -> Response:
     """What is stored about signers, what is not, and how to sign safely."""
-    return conditional(make_response(render_template("public/safety.html")))
+    return conditional(make_response(render_template("public/safety.html")), private=True)
 
 
 @bp.get("/p/<slug>")
@@ -109,8 +109,7 @@ def growth_chart(slug: str) -> Response:
     session = get_session()
     now = utcnow().replace(second=0, microsecond=0)
     letter_counts = counts.read(session, petition.id)
-    end = chart.build(petition, [], letter_counts, now).end
-    rows = history.sampled_rows(session, petition, end)
+    rows = history.sampled_rows(session, petition, chart.end_of(petition, now))
     svg = chart.build(petition, rows, letter_counts, now).svg()
     return conditional(Response(svg, mimetype="image/svg+xml"))
 
@@ -131,35 +130,15 @@ def count_history(slug: str) -> Response:
         page=page,
         has_next=rows.has_next,
     )
-    return conditional(make_response(html))
+    return conditional(make_response(html), private=True)
 
 
 @bp.get("/p/<slug>/history.csv")
 def count_history_csv(slug: str) -> Response:
-    """The whole recorded history as CSV, oldest first: one row per record, one set of
-    columns per employer domain."""
+    """The whole recorded history as CSV, oldest first, for anyone to audit."""
     petition = published(slug)
-    domains = [employer.domain for employer in petition.domains]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    header = ["recorded_at", "kind", "milestone", "total", "supporters"]
-    for domain in domains:
-        header += [f"{domain} {part}" for part in ("total", "current", "former", "contractor")]
-    writer.writerow(header)
-    for row in history.all_rows(get_session(), petition.id):
-        line: list[object] = [
-            row.recorded_at.isoformat().replace("+00:00", "Z"),
-            row.kind,
-            row.milestone or "",
-            row.total,
-            row.supporters,
-        ]
-        for domain in domains:
-            split = row.employees.get(domain) or {}
-            line.append(row.employee_total(domain))
-            line += [int(split.get(part, 0)) for part in ("current", "former", "contractor")]
-        writer.writerow(line)
-    response = Response(out.getvalue(), mimetype="text/csv")
+    rows = history.all_rows(get_session(), petition.id)
+    response = Response(tallies.history_csv(petition, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="{petition.slug}-count-history.csv"'
     )
@@ -167,6 +146,7 @@ def count_history_csv(slug: str) -> Response:
 
 
 @bp.post("/p/<slug>/sign")
+@limiter.limit(SIGN_LIMIT)
 def sign(slug: str):  # type: ignore[no-untyped-def]
     """Take a signature and answer "check your email", whatever the address's history."""
     petition = published(slug)

@@ -14,14 +14,13 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-# History rows are only ever added: no one may change one, nor delete one while its letter
-# exists (deleting a letter takes its history with it).
+# History rows are only ever added: the database refuses to change or delete one, so a
+# letter with a recorded history cannot be deleted either (it can be hidden). The SQLite
+# triggers name no other table, so batch migrations that rebuild other tables still work;
+# a batch migration that rebuilds count_snapshots itself must create them again.
 PG_FUNCTION = """
 CREATE FUNCTION count_snapshots_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM petitions WHERE id = OLD.petition_id) THEN
-        RETURN OLD;
-    END IF;
     RAISE EXCEPTION 'count history is append-only';
 END $$
 """
@@ -60,7 +59,6 @@ def upgrade() -> None:
         )
         op.execute(
             "CREATE TRIGGER count_snapshots_no_delete BEFORE DELETE ON count_snapshots"
-            " WHEN EXISTS (SELECT 1 FROM petitions WHERE id = OLD.petition_id)"
             " BEGIN SELECT RAISE(ABORT, 'count history is append-only'); END"
         )
 
