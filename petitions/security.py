@@ -39,10 +39,10 @@ def init_security(app: Flask) -> None:
 
 
 def limit_blueprint(app: Flask, name: str, limit: str) -> None:
-    """Put one shared limit on every route of a blueprint (the API)."""
+    """Put one limit, shared by all its routes, on every route of a blueprint (the API)."""
     blueprint = app.blueprints.get(name)
     if blueprint is not None:
-        limiter.limit(limit)(blueprint)
+        limiter.shared_limit(limit, scope=name)(blueprint)
 
 
 def _security_headers(response: Response) -> Response:

@@ -140,3 +140,18 @@ def test_form_sent_back_too_fast_is_refused(site, app):
     forged = _sign_with(site, slug, started="forged-value")
     assert "out of date" in forged.get_data(as_text=True)
     assert _count(app) == 0
+
+
+@pytest.mark.config(RATELIMIT_ENABLED=True)
+def test_api_limit_answers_json_429(site, app):
+    slug = site.letter()
+    from petitions.security import API_LIMIT
+
+    allowed = int(API_LIMIT.split()[0])
+    statuses = [site.client.get(f"/api/v1/petitions/{slug}").status_code for _ in range(allowed)]
+    assert set(statuses) == {200}
+    limited = site.client.get("/api/v1/petitions")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.get_json()["error"]["status"] == 429
+    assert limited.headers["Content-Type"].startswith("application/json")
