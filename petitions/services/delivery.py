@@ -30,6 +30,8 @@ from petitions.services.signing import purge_expired
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120
+#: seconds the worker waits after a failed pass (database down, say)
+RETRY_PAUSE = 5.0
 
 
 @dataclass
@@ -245,18 +247,26 @@ def run_forever(
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
     next_purge = next_scrub = next_snapshot = 0.0
     while True:
-        with new_session(app) as session:
-            if time.monotonic() >= next_purge:
-                purge_expired(session, utcnow())
-                session.commit()
-                next_purge = time.monotonic() + purge_every
-            if time.monotonic() >= next_snapshot:
-                history.record(session, utcnow())
-                session.commit()
-                next_snapshot = time.monotonic() + snapshot_every
-            report = deliver_batch(app, session, owner)
-        if time.monotonic() >= next_scrub:
-            checkpoint_sqlite(get_engine(app))
-            next_scrub = time.monotonic() + scrub_every
+        report = DeliveryReport()
+        try:
+            with new_session(app) as session:
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + purge_every
+                    purge_expired(session, utcnow())
+                    session.commit()
+                if time.monotonic() >= next_snapshot:
+                    next_snapshot = time.monotonic() + snapshot_every
+                    history.record(session, utcnow())
+                    session.commit()
+                report = deliver_batch(app, session, owner)
+            if time.monotonic() >= next_scrub:
+                next_scrub = time.monotonic() + scrub_every
+                checkpoint_sqlite(get_engine(app))
+        except Exception:
+            # A database outage or one bad housekeeping pass must not stop the mail: log
+            # (no message content) and try again shortly.
+            log.exception("worker pass failed; retrying in %.0f s", RETRY_PAUSE)
+            time.sleep(RETRY_PAUSE)
+            continue
         if report.sent + report.retried + report.failed == 0:
             time.sleep(poll_interval)

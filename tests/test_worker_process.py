@@ -1,0 +1,65 @@
+"""The long-running mail worker as a real process: it delivers, and it survives outages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from petitions.db import new_session
+from petitions.mail import queue_email
+from tests.servers import ROOT
+
+
+def _worker(database_url: str, smtp_port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "UNDERSIGNED_ENV": "production",
+        "SECRET_KEY": "worker-secret",
+        "ADDRESS_HASH_KEY": "worker-hash-key",
+        "DATABASE_URL": database_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+    }
+    return subprocess.Popen(
+        [str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        return process.communicate(timeout=15)[1].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[1].decode(errors="replace")
+
+
+def test_worker_delivers_mail_queued_while_it_runs(app, database_url, mailbox):
+    worker = _worker(database_url, mailbox.port)
+    try:
+        time.sleep(1)
+        with app.test_request_context(), new_session(app) as session:
+            queue_email(session, "late@example.net", "already_signed")
+            session.commit()
+        deadline = time.monotonic() + 20
+        while not mailbox.to("late@example.net") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(mailbox.to("late@example.net")) == 1
+        assert worker.poll() is None
+    finally:
+        _stop(worker)
+
+
+def test_worker_keeps_running_while_the_database_is_down(mailbox):
+    worker = _worker("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", mailbox.port)
+    try:
+        time.sleep(4)
+        assert worker.poll() is None  # still alive, retrying
+    finally:
+        errors = _stop(worker)
+    assert "worker pass failed" in errors
