@@ -268,8 +268,13 @@ class Tally:
 
 
 def tally(engine: Engine, letter: Letter) -> Tally:
-    """Count the letter's confirmed rows, its counter total, and spent confirmation tokens."""
-    with engine.connect() as connection:
+    """Count the letter's confirmed rows, its counter total, and spent confirmation tokens.
+
+    All three from one snapshot: on PostgreSQL, READ COMMITTED would let a confirmation that
+    commits between two of the queries show in one count and not the other.
+    """
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as connection:
         rows = connection.execute(
             text("SELECT count(*) FROM signatures WHERE petition_id = :p AND state = 'confirmed'"),
             {"p": letter.petition_id},

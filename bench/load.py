@@ -73,7 +73,7 @@ def wrk(
     connections: int,
     threads: int,
     args: list[str] | tuple[str, ...] = (),
-    timeout_s: float = 2.0,
+    timeout_s: float = 30.0,
 ) -> WrkResult:
     """Run wrk with `bench/lua/<script>` for `seconds` and return its summary."""
     if not Path(WRK).exists():
@@ -105,7 +105,8 @@ def wrk(
     if done.returncode != 0 or line is None:
         raise WrkFailed(f"wrk {script} failed ({done.returncode}): {done.stdout}{done.stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
-    if data["requests"] == 0:  # no response at all: there is no latency to speak of
+    if data["requests"] == 0 or data["p99_us"] == 0:
+        # No answer at all, or none in time: wrk recorded no latency to speak of.
         data.update(p50_us=math.nan, p99_us=math.nan, max_us=math.nan)
     return WrkResult(
         requests=data["requests"],

@@ -80,6 +80,15 @@ class Site:
         self.sign_fields = urlencode(form.fields)
         self.csrf_field = urlencode({"csrf_token": form.fields["csrf_token"]})
 
+    def settle(self) -> None:
+        """Let the requests wrk left queued be answered before the next run starts.
+
+        Health checks queue behind them (gunicorn's workers take connections in order), so
+        when two have been answered, what the last run left behind has been taken up.
+        """
+        for _ in range(2):
+            http_get(self.port, "/healthz", timeout=120)
+
     def wait_as_a_person_would(self) -> None:
         """Let SIGN_MIN_SECONDS pass since the page was shown, or the form counts as a bot's."""
         minimum = float(self.app.config.get("SIGN_MIN_SECONDS", 0) or 0)
@@ -124,6 +133,7 @@ def measured(
                 args=args,
             )
         )
+        site.settle()
     return results[0], results[1]
 
 
@@ -151,7 +161,6 @@ def sign(site: Site, load: Load, hello: float) -> Row:
 
     site.wait_as_a_person_would()
     warm, row.result = measured(site, "sign.lua", load, path, args_for)
-    time.sleep(0.5)  # requests that were in flight when wrk stopped
     with site.engine.connect() as connection:
         stored = connection.execute(
             text("SELECT count(*) FROM signatures WHERE state = 'pending' AND email LIKE :tag"),
@@ -167,14 +176,15 @@ def sign(site: Site, load: Load, hello: float) -> Row:
 def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
     """Confirm pre-made pending signatures through their links, each once; then check counts.
 
-    Links are made for twice the sign rate (a confirmation is about as much work as a
+    Links are made for three times the sign rate (a confirmation is about as much work as a
     signature); if they run out, the rest of the requests fail and are reported as errors.
     """
     row = Row("confirm POST", site.database, site.letter.seeded, hello_rate=hello)
-    per_second = max(2 * expected_rate, 20.0)
+    per_second = max(3 * expected_rate, 50.0)
+    margin = 4 * load.connections
     sizes = {
-        "warm": int(per_second * load.warmup) + 50,
-        "measure": int(per_second * load.duration) + 50,
+        "warm": int(per_second * load.warmup) + margin,
+        "measure": int(per_second * load.duration) + margin,
     }
     links = data.make_pending(site.app, site.letter, sum(sizes.values()), site.tag)
     files = {}
@@ -188,7 +198,6 @@ def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
         return [site.cookie, site.csrf_field, str(files[phase]), str(load.threads)]
 
     warm, row.result = measured(site, "confirm.lua", load, "/c/", args_for)
-    time.sleep(0.5)
     after = data.tally(site.engine, site.letter)
     confirmed = after.confirmed_rows - before.confirmed_rows
     answered = warm.successes + row.result.successes
@@ -198,7 +207,10 @@ def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
         f" counter {after.counter_total:,} = rows {after.confirmed_rows:,}"
     )
     if warm.exhausted or row.result.exhausted:
-        row.notes.append(f"links ran out: {warm.exhausted + row.result.exhausted} requests")
+        row.notes.append(
+            f"links ran out: {warm.exhausted} requests in the warm-up,"
+            f" {row.result.exhausted} measured"
+        )
     if not (answered <= confirmed <= answered + in_flight):
         row.problems.append(f"confirm: {answered} answers but {confirmed} confirmations")
     if after.counter_total != after.confirmed_rows:
@@ -261,6 +273,7 @@ def mixed(site: Site, load: Load, seconds: float, rate: float, hello: float) -> 
             threads=1,
         )
         result = Mixed(rate, seconds, signer_connections, signers.result(), readers.result(), hello)
+    site.settle()
     result.scheduled = math.floor(rate * result.signers.seconds)
     return result
 

@@ -153,8 +153,12 @@ def check_row(row: Row, results: Results) -> None:
         )
 
 
-def measure_hello(settings: Settings, children: Children) -> Row:
-    """The hello-world app under the same gunicorn settings: the yardstick for every ratio."""
+def measure_hello(settings: Settings, children: Children, database: str, size: int) -> Row:
+    """The hello-world app under the same gunicorn settings: the yardstick for every ratio.
+
+    Measured again before every letter, so that each ratio compares numbers taken minutes
+    apart, not a quarter of an hour apart on a machine whose other load comes and goes.
+    """
     port = free_port()
     env = app_env("sqlite://", port, 25, settings.workers)
     children.start(
@@ -174,7 +178,7 @@ def measure_hello(settings: Settings, children: Children) -> Row:
         )
     finally:
         children.stop("hello-gunicorn")
-    row = Row("hello world GET", "-", -1, result=result)
+    row = Row("hello world GET", database, size, result=result)
     row.hello_rate = result.rate
     return row
 
@@ -203,11 +207,11 @@ def mail_worker(
     )
 
 
-def run_letter(
-    kind: str, url: str, size: int, large: bool, s: Settings, run: Run, hello: float
-) -> None:
+def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Run) -> None:
     """Everything measured on one fresh database with one letter of `size` signatures."""
     tag = f"{kind[:2]}{size}"
+    run.results.rows.append(measure_hello(s, run.children, kind, size))
+    hello = run.results.rows[-1].hello_rate or 0.0
     data.recreate_database(url)
     port = free_port()
     env = app_env(url, port, run.sink_port, s.workers)
@@ -289,11 +293,12 @@ def describe(s: Settings) -> list[str]:
     )
     return [
         f"app: {server}, sync workers, WEB_CONCURRENCY={s.workers} (2 * nproc + 1), on"
-        " 127.0.0.1; UNDERSIGNED_ENV=production; hello world (bench/hello.py) the same way",
+        " 127.0.0.1; UNDERSIGNED_ENV=production, TRUSTED_PROXIES=1; hello world"
+        " (bench/hello.py) served the same way and measured again before every letter",
         "mail: one `flask --app wsgi worker` (default 0.5 s poll) into an aiosmtpd sink running"
         " in its own process on 127.0.0.1",
         f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"
-        f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured, 2 s timeout;"
+        f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured, 30 s timeout;"
         " gunicorn's sync workers close every connection, so each request is a new connection",
         f"letters: each size on a fresh database: SQLite file (WAL) or PostgreSQL {s.pg_url}"
         " dropped and created; signatures seeded with SQL, counters set to match",
@@ -309,6 +314,30 @@ def describe(s: Settings) -> list[str]:
     ]
 
 
+def app_revision() -> str:
+    """The commit the measured code is at, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!bench"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" with uncommitted changes" if changed else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suite, write the results, and say whether everything ran cleanly."""
     settings = parse(argv)
@@ -321,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     children = Children(work_dir)
     sink_port = free_port()
     run = Run(results, children, work_dir, sink_port, work_dir / "sink.log")
+    results.versions["app (git)"] = app_revision()
     wrk_version = subprocess.run([WRK, "-v"], capture_output=True, text=True, check=False)
     results.versions["wrk"] = (wrk_version.stdout or "?").split(" [")[0].removeprefix("wrk ")
     try:
@@ -335,9 +365,6 @@ def main(argv: list[str] | None = None) -> int:
             dict(os.environ),
         )
         wait_for_port(sink_port)
-        print("measuring hello world ...", flush=True)
-        results.hello = measure_hello(settings, children)
-        hello = results.hello.hello_rate or 0.0
         for kind in settings.databases:
             url = f"sqlite:///{work_dir / 'bench.sqlite3'}" if kind == "sqlite" else settings.pg_url
             if kind == "postgres" and (why := data.postgres_reachable(url)):
@@ -345,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for size in settings.sizes:
                 print(f"{kind}: letter with {size:,} signatures ...", flush=True)
-                run_letter(kind, url, size, size == settings.sizes[-1], settings, run, hello)
+                run_letter(kind, url, size, size == settings.sizes[-1], settings, run)
     except (BenchError, WrkFailed, OSError, subprocess.SubprocessError) as exc:
         results.problems.append(f"run stopped: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
