@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from petitions.mail import queue_email
-from petitions.models import TokenPurpose, User
+from petitions.models import Token, TokenPurpose, User
 from petitions.models.errors import DomainError
 from petitions.services import tokens as token_service
 
@@ -80,13 +80,21 @@ def send_confirmation(session: Session, user: User, now: datetime) -> None:
     )
 
 
-def confirm_account(session: Session, link_token: str, now: datetime) -> User:
-    """Use a confirmation link: the account may log in from now on."""
-    row = token_service.find_by_link(session, TokenPurpose.CONFIRM_ACCOUNT, link_token)
+def _live_link(
+    session: Session, purpose: TokenPurpose, link_token: str, now: datetime
+) -> tuple[Token, User]:
+    """The unused, unexpired token behind an account link, and its account; raises otherwise."""
+    row = token_service.find_by_link(session, purpose, link_token)
     token_service.check_usable(row, now)
     user = session.get(User, row.user_id)
     if user is None:
         raise token_service.TokenInvalid("This link is not valid.")
+    return row, user
+
+
+def confirm_account(session: Session, link_token: str, now: datetime) -> User:
+    """Use a confirmation link: the account may log in from now on."""
+    row, user = _live_link(session, TokenPurpose.CONFIRM_ACCOUNT, link_token, now)
     row.used_at = now
     if not user.is_confirmed:
         user.confirm_email(now)
@@ -121,21 +129,12 @@ def request_password_reset(session: Session, email: str, now: datetime) -> None:
 
 def check_reset_link(session: Session, link_token: str, now: datetime) -> User:
     """The account a live reset link belongs to (without using the link)."""
-    row = token_service.find_by_link(session, TokenPurpose.RESET_PASSWORD, link_token)
-    token_service.check_usable(row, now)
-    user = session.get(User, row.user_id)
-    if user is None:
-        raise token_service.TokenInvalid("This link is not valid.")
-    return user
+    return _live_link(session, TokenPurpose.RESET_PASSWORD, link_token, now)[1]
 
 
 def reset_password(session: Session, link_token: str, new_password: str, now: datetime) -> User:
     """Use a reset link: set the password, end every session, and spend the link."""
-    row = token_service.find_by_link(session, TokenPurpose.RESET_PASSWORD, link_token)
-    token_service.check_usable(row, now)
-    user = session.get(User, row.user_id)
-    if user is None:
-        raise token_service.TokenInvalid("This link is not valid.")
+    row, user = _live_link(session, TokenPurpose.RESET_PASSWORD, link_token, now)
     row.used_at = now
     user.password_hash = hash_password(new_password)
     user.end_all_sessions()
@@ -181,10 +180,8 @@ def request_email_change(
 
 def confirm_email_change(session: Session, link_token: str, now: datetime) -> User:
     """Use the link sent to the new address: it becomes the login address."""
-    row = token_service.find_by_link(session, TokenPurpose.CHANGE_EMAIL, link_token)
-    token_service.check_usable(row, now)
-    user = session.get(User, row.user_id)
-    if user is None or not user.pending_email:
+    row, user = _live_link(session, TokenPurpose.CHANGE_EMAIL, link_token, now)
+    if not user.pending_email:
         raise token_service.TokenInvalid("This link is not valid.")
     if find_by_email(session, user.pending_email) is not None:
         raise token_service.TokenInvalid("That address is already in use by another account.")
