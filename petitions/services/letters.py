@@ -120,15 +120,3 @@ def publish(session: Session, petition: Petition, now: datetime) -> None:
         except IntegrityError:
             petition.state, petition.slug, petition.published_at = PetitionState.DRAFT, None, None
             taken.add(candidate)
-
-
-def list_published(session: Session, limit: int = 50) -> list[Petition]:
-    """Open and closed letters, newest first."""
-    return list(
-        session.scalars(
-            select(Petition)
-            .where(Petition.state != PetitionState.DRAFT, Petition.hidden_at.is_(None))
-            .order_by(Petition.published_at.desc())
-            .limit(limit)
-        )
-    )
