@@ -119,22 +119,29 @@ def new_session(app: Flask, *, write: bool = True) -> Session:
     return app.extensions[key]()
 
 
-def get_session() -> Session:
+def get_session(*, write: bool | None = None) -> Session:
     """The session of the current request, opened on first use.
 
-    POST requests write, so on SQLite their transaction takes the write lock at once.
+    POST requests write, so on SQLite their transaction takes the write lock at once. A POST
+    that reads before it writes asks for `write=False` for those reads: a second session that
+    never takes the lock, so the lock is held only while the writes run.
     """
-    if "db_session" not in g:
+    if write is None:
         write = not has_request_context() or request.method not in {"GET", "HEAD", "OPTIONS"}
-        g.db_session = new_session(current_app, write=write)
-    return g.db_session
+    key = "db_session" if write else "db_read_session"
+    session = g.get(key)
+    if session is None:
+        session = new_session(current_app, write=write)
+        setattr(g, key, session)
+    return session
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    """Roll back anything uncommitted and return the connection to the pool."""
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
+    """Roll back anything uncommitted and return the connections to the pool."""
+    for key in ("db_read_session", "db_session"):
+        session = g.pop(key, None)
+        if session is not None:
+            session.close()
 
 
 def checkpoint_sqlite(engine: Engine) -> None:

@@ -8,6 +8,7 @@ characters of Crockford base32 (40 bits) with a handful of attempts each.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -24,9 +25,15 @@ MAX_TOKEN_LENGTH = 200
 
 
 def _serializer(purpose: str) -> URLSafeSerializer:
-    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
+    config = current_app.config
+    return _serializer_for((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _serializer_for(keys: tuple[str, ...], purpose: str) -> URLSafeSerializer:
+    # Built once per key set and purpose: the signers it makes are what every link costs.
     return URLSafeSerializer(
-        keys, salt=f"undersigned/{purpose}", signer_kwargs={"digest_method": hashlib.sha256}
+        list(keys), salt=f"undersigned/{purpose}", signer_kwargs={"digest_method": hashlib.sha256}
     )
 
 

@@ -13,7 +13,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from petitions.models import (
-    Affiliation,
     Display,
     Petition,
     PetitionCounter,
@@ -27,30 +26,37 @@ SUPPORTERS = "supporters"
 
 def buckets_for(signature: Signature) -> list[str]:
     """Every count a confirmed signature is part of."""
-    buckets = [TOTAL]
-    if signature.employer_id is None:
-        buckets.append(SUPPORTERS)
+    return bucket_names(signature.employer_id, signature.affiliation, signature.display)
+
+
+def bucket_names(employer_id: int | None, affiliation: str, display: str) -> list[str]:
+    """Every count a confirmed signature with these facts is part of."""
+    found = [TOTAL]
+    if employer_id is None:
+        found.append(SUPPORTERS)
     else:
-        buckets.append(f"employer:{signature.employer_id}:{signature.affiliation}")
-        if signature.display == Display.THRESHOLD:
-            buckets.append(f"threshold:{signature.employer_id}")
-    return buckets
+        found.append(f"employer:{employer_id}:{affiliation}")
+        if display == Display.THRESHOLD:
+            found.append(f"threshold:{employer_id}")
+    return found
 
 
 def add(session: Session, petition_id: int, buckets: list[str], delta: int) -> None:
-    """Add `delta` to each bucket, on one random shard, with an atomic upsert."""
+    """Add `delta` to each bucket, on one random shard, with one atomic multi-row upsert."""
     shard = random.randrange(current_app.config["COUNTER_SHARDS"])
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # Sorted, so two transactions touching the same rows lock them in the same order.
-    for bucket in sorted(buckets):
-        statement = insert(PetitionCounter).values(
-            petition_id=petition_id, bucket=bucket, shard=shard, value=delta
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["petition_id", "bucket", "shard"],
-            set_={"value": PetitionCounter.value + delta},
-        )
-        session.execute(statement)
+    statement = insert(PetitionCounter).values(
+        [
+            {"petition_id": petition_id, "bucket": bucket, "shard": shard, "value": delta}
+            for bucket in sorted(buckets)
+        ]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["petition_id", "bucket", "shard"],
+        set_={"value": PetitionCounter.value + statement.excluded.value},
+    )
+    session.execute(statement)
 
 
 @dataclass
@@ -124,10 +130,7 @@ def expected_sums(session: Session, petition_id: int) -> dict[str, int]:
         .group_by(Signature.employer_id, Signature.affiliation, Signature.display)
     )
     for employer_id, affiliation, display, number in rows:
-        probe = Signature(
-            employer_id=employer_id, affiliation=Affiliation(affiliation), display=Display(display)
-        )
-        for bucket in buckets_for(probe):
+        for bucket in bucket_names(employer_id, affiliation, display):
             sums[bucket] += number
     return dict(sums)
 

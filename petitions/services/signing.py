@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from petitions import tokens
@@ -19,7 +21,9 @@ from petitions.mail import queue_email
 from petitions.models import (
     Affiliation,
     Display,
+    EmployerDomain,
     Petition,
+    PetitionState,
     Signature,
     SignatureState,
     Token,
@@ -52,7 +56,7 @@ class CodeLocked(DomainError):
 class AlreadyConfirmed(DomainError):
     """The signature was confirmed before."""
 
-    def __init__(self, petition: Petition) -> None:
+    def __init__(self, petition: LetterRef) -> None:
         super().__init__("This signature is already confirmed.")
         self.petition = petition
 
@@ -70,12 +74,39 @@ class SignRequest:
     updates_email: str | None = None
 
 
+@dataclass(frozen=True)
+class LetterRef:
+    """What the pages after signing show of a letter: where it is and what it is called."""
+
+    id: int
+    slug: str
+    title: str
+    addressed_to: str
+
+
+@dataclass(frozen=True)
+class LetterRules:
+    """What signing needs to know of a published letter, read in one statement."""
+
+    letter: LetterRef
+    is_open: bool
+    allow_supporters: bool
+    #: (domain, employer id) of each listed employer
+    employers: tuple[tuple[str, int], ...]
+
+    def employer_for(self, email_domain: str) -> int | None:
+        """The listed employer whose domain (or a subdomain of it) the address is at."""
+        for domain, employer_id in self.employers:
+            if email_domain == domain or email_domain.endswith("." + domain):
+                return employer_id
+        return None
+
+
 @dataclass
 class Confirmed:
     """A signature just confirmed, with the means to withdraw it, shown once."""
 
-    petition: Petition
-    signature: Signature
+    petition: LetterRef
     withdraw_url: str
     withdraw_code: str
 
@@ -90,31 +121,64 @@ def withdraw_url(link_token: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}/w/{link_token}"
 
 
-def check_allowed(petition: Petition, email: str) -> None:
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def rules_for(session: Session, slug: str) -> LetterRules | None:
+    """The signing rules of the public letter at `slug`; None for drafts, hidden and unknown."""
+    rows = session.execute(
+        select(
+            Petition.id,
+            Petition.title,
+            Petition.addressed_to,
+            Petition.state,
+            Petition.hidden_at,
+            Petition.allow_supporters,
+            EmployerDomain.domain,
+            EmployerDomain.id,
+        )
+        .outerjoin(EmployerDomain, EmployerDomain.petition_id == Petition.id)
+        .where(Petition.slug == slug)
+        .order_by(EmployerDomain.domain)
+    ).all()
+    session.rollback()  # ends the read and returns its connection before any writes start
+    if not rows or rows[0].state == PetitionState.DRAFT or rows[0].hidden_at is not None:
+        return None
+    first = rows[0]
+    return LetterRules(
+        letter=LetterRef(first.id, slug, first.title, first.addressed_to),
+        is_open=first.state == PetitionState.OPEN,
+        allow_supporters=first.allow_supporters,
+        employers=tuple((row.domain, row[7]) for row in rows if row.domain is not None),
+    )
+
+
+def check_allowed(rules: LetterRules, email: str) -> None:
     """Refuse before anything is stored when the letter is closed or the domain is not listed."""
-    if not petition.is_open:
+    if not rules.is_open:
         raise SigningClosed("This letter is closed and no longer takes signatures.")
     domain = email.rpartition("@")[2].casefold()
-    if petition.company_for(domain) is None and not petition.allow_supporters:
-        companies = ", ".join(f"@{d.domain}" for d in petition.domains) or "the listed companies"
+    if rules.employer_for(domain) is None and not rules.allow_supporters:
+        companies = ", ".join(f"@{d}" for d, _ in rules.employers) or "the listed companies"
         raise DomainNotAllowed(f"This letter takes signatures only from addresses at {companies}.")
 
 
-def sign(session: Session, petition: Petition, request: SignRequest, now: datetime) -> str:
+def sign(session: Session, rules: LetterRules, request: SignRequest, now: datetime) -> str:
     """Record a pending signature and queue the confirmation email.
 
     Returns the handle for the code-entry form. When the address has already signed,
     a decoy handle is returned and the mailbox owner gets a short note instead, so the
-    answer looks the same.
+    answer looks the same. Everything but the writes (hashing, secrets) is done before the
+    first statement, so on SQLite the write lock is held only for a few inserts.
     """
-    check_allowed(petition, request.email)
+    check_allowed(rules, request.email)
     canonical = tokens.canonical_address(request.email)
     domain = canonical.rpartition("@")[2]
-    employer = petition.company_for(domain)
     fields = {
         "email": request.email,
         "email_domain": domain,
-        "employer_id": employer.id if employer else None,
+        "employer_id": rules.employer_for(domain),
         "affiliation": request.affiliation,
         "display": request.display,
         # Only what the chosen display shows is kept: counted-only keeps no name or role.
@@ -124,33 +188,54 @@ def sign(session: Session, petition: Petition, request: SignRequest, now: dateti
         "updates_email": request.updates_email or None,
     }
     address_hash = tokens.hash_address(canonical)
-    signature = Signature(
-        petition_id=petition.id, address_hash=address_hash, created_at=now, **fields
-    )
-    try:
-        with session.begin_nested():
-            session.add(signature)
-            session.flush()
-    except IntegrityError:
-        # The address is on this letter already (perhaps from a racing request).
-        signature = session.scalars(
-            select(Signature)
-            .where(Signature.petition_id == petition.id, Signature.address_hash == address_hash)
+    issued = token_service.prepare(TokenPurpose.CONFIRM_SIGNATURE, now, with_code=True)
+    mail = {
+        "url": confirm_url(issued.link_token),
+        "code": issued.display_code,
+        "max_age_days": current_app.config["TOKEN_MAX_AGE"] // 86400,
+    }
+    petition_id = rules.letter.id
+    # A second signature from one address is refused by the unique constraint, races included.
+    signature_id = session.execute(
+        _insert(session)(Signature)
+        .values(
+            petition_id=petition_id,
+            state=SignatureState.PENDING,
+            address_hash=address_hash,
+            created_at=now,
+            **fields,
+        )
+        .on_conflict_do_nothing(index_elements=["petition_id", "address_hash"])
+        .returning(Signature.id)
+    ).scalar()
+    if signature_id is None:
+        existing = session.execute(
+            select(Signature.id, Signature.state)
+            .where(Signature.petition_id == petition_id, Signature.address_hash == address_hash)
             .with_for_update()
         ).one()
-        if signature.is_confirmed:
+        if existing.state == SignatureState.CONFIRMED:
             queue_email(session, request.email, "already_signed")
             return tokens.new_handle()
-        for key, value in fields.items():
-            setattr(signature, key, value)
-    return _mail_confirmation(session, signature.id, request.email, now)
+        session.execute(
+            update(Signature)
+            .where(Signature.id == existing.id)
+            .values(**fields)
+            .execution_options(synchronize_session=False)
+        )
+        signature_id = existing.id
+    issued.values["signature_id"] = signature_id
+    token_service.record(session, issued)
+    queue_email(session, request.email, "confirm_signature", **mail)
+    return issued.handle
 
 
 def _mail_confirmation(session: Session, signature_id: int, email: str, now: datetime) -> str:
     """Issue a link and code for a pending signature and queue the discreet email; the handle."""
-    issued = token_service.issue(
-        session, TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature_id, with_code=True
+    issued = token_service.prepare(
+        TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature_id, with_code=True
     )
+    token_service.record(session, issued)
     queue_email(
         session,
         email,
@@ -162,47 +247,130 @@ def _mail_confirmation(session: Session, signature_id: int, email: str, now: dat
     return issued.handle
 
 
-def _confirm(session: Session, row: Token, now: datetime) -> Confirmed:
-    signature = session.scalars(
-        select(Signature).where(Signature.id == row.signature_id).with_for_update()
-    ).first()
-    if signature is None:
-        raise token_service.TokenInvalid("This signature no longer exists.")
-    petition = session.get(Petition, signature.petition_id)
-    assert petition is not None
-    if signature.is_confirmed:
-        raise AlreadyConfirmed(petition)
-    if not petition.is_open:
-        raise SigningClosed("This letter closed before the signature was confirmed.")
-    signature.confirm(now)
-    # Every confirmation link and code of this signature is spent now.
-    for other in session.scalars(
-        select(Token).where(
-            Token.signature_id == signature.id, Token.purpose == TokenPurpose.CONFIRM_SIGNATURE
+@dataclass(frozen=True)
+class _Pending:
+    """A confirmation token with its signature and letter, as read before any lock."""
+
+    token: Token
+    signature_id: int | None
+    signature_state: str | None
+    employer_id: int | None
+    affiliation: str
+    display: str
+    updates_email: str | None
+    letter: LetterRef | None
+    letter_open: bool
+
+
+def _find_pending(session: Session, *where: Any) -> _Pending | None:
+    row = session.execute(
+        select(
+            Token.id,
+            Token.purpose,
+            Token.handle,
+            Token.code_hash,
+            Token.code_attempts,
+            Token.used_at,
+            Token.expires_at,
+            Token.signature_id,
+            Signature.state,
+            Signature.employer_id,
+            Signature.affiliation,
+            Signature.display,
+            Signature.updates_email,
+            Petition.id.label("petition_id"),
+            Petition.slug,
+            Petition.title,
+            Petition.addressed_to,
+            Petition.state.label("petition_state"),
         )
-    ):
-        other.used_at = now
-    counts.add(session, petition.id, counts.buckets_for(signature), +1)
-    issued = token_service.issue(
-        session,
+        .outerjoin(Signature, Signature.id == Token.signature_id)
+        .outerjoin(Petition, Petition.id == Signature.petition_id)
+        .where(Token.purpose == TokenPurpose.CONFIRM_SIGNATURE, *where)
+    ).first()
+    if row is None:
+        return None
+    token = Token(
+        id=row.id,
+        purpose=TokenPurpose(row.purpose),
+        handle=row.handle,
+        code_hash=row.code_hash,
+        code_attempts=row.code_attempts,
+        used_at=row.used_at,
+        expires_at=row.expires_at,
+        signature_id=row.signature_id,
+    )
+    letter = None
+    if row.petition_id is not None:
+        letter = LetterRef(row.petition_id, row.slug or "", row.title, row.addressed_to)
+    return _Pending(
+        token=token,
+        signature_id=row.signature_id if row.state is not None else None,
+        signature_state=row.state,
+        employer_id=row.employer_id,
+        affiliation=row.affiliation or "",
+        display=row.display or "",
+        updates_email=row.updates_email,
+        letter=letter,
+        letter_open=row.petition_state == PetitionState.OPEN,
+    )
+
+
+def _check_pending(found: _Pending, now: datetime) -> LetterRef:
+    """Raise unless the token can confirm its signature now; the signature's letter."""
+    if found.signature_id is None or found.letter is None:
+        raise token_service.TokenInvalid("This signature no longer exists.")
+    if found.signature_state == SignatureState.CONFIRMED:
+        raise AlreadyConfirmed(found.letter)
+    token_service.check_usable(found.token, now)
+    if not found.letter_open:
+        raise SigningClosed("This letter closed before the signature was confirmed.")
+    return found.letter
+
+
+def _record_confirmation(session: Session, found: _Pending, now: datetime) -> Confirmed:
+    """The writes of a confirmation, each conditional, so a racing second click changes nothing."""
+    letter = _check_pending(found, now)
+    confirmed = session.execute(
+        update(Signature)
+        .where(Signature.id == found.signature_id, Signature.state == SignatureState.PENDING)
+        .values(state=SignatureState.CONFIRMED, confirmed_at=now, email=None)
+        .execution_options(synchronize_session=False)
+    )
+    if confirmed.rowcount != 1:  # type: ignore[attr-defined]
+        raise AlreadyConfirmed(letter)
+    # Every confirmation link and code of this signature is spent now.
+    session.execute(
+        update(Token)
+        .where(
+            Token.signature_id == found.signature_id,
+            Token.purpose == TokenPurpose.CONFIRM_SIGNATURE,
+            Token.used_at.is_(None),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    buckets = counts.bucket_names(found.employer_id, found.affiliation, found.display)
+    counts.add(session, letter.id, buckets, +1)
+    issued = token_service.prepare(
         TokenPurpose.WITHDRAW_SIGNATURE,
         now,
-        signature_id=signature.id,
+        signature_id=found.signature_id,
         long_code=True,
         max_age=WITHDRAW_MAX_AGE,
     )
-    if signature.updates_email:
+    token_service.record(session, issued)
+    if found.updates_email:
         queue_email(
             session,
-            signature.updates_email,
+            found.updates_email,
             "signed",
-            petition=petition,
+            petition=session.get(Petition, letter.id),
             withdraw_url=withdraw_url(issued.link_token),
             withdraw_code=issued.display_code,
         )
     return Confirmed(
-        petition=petition,
-        signature=signature,
+        petition=letter,
         withdraw_url=withdraw_url(issued.link_token),
         withdraw_code=issued.display_code or "",
     )
@@ -216,7 +384,9 @@ def _raise_if_spent(session: Session, row: Token, now: datetime) -> None:
         if signature is not None and signature.is_confirmed:
             petition = session.get(Petition, signature.petition_id)
             assert petition is not None
-            raise AlreadyConfirmed(petition) from None
+            raise AlreadyConfirmed(
+                LetterRef(petition.id, petition.slug or "", petition.title, petition.addressed_to)
+            ) from None
         raise
 
 
@@ -227,39 +397,56 @@ def check_link(session: Session, link_token: str, now: datetime) -> Token:
     return row
 
 
-def confirm_by_link(session: Session, link_token: str, now: datetime) -> Confirmed:
-    """Confirm through the emailed link (POST only: scanners fetch links with GET)."""
-    row = check_link(session, link_token, now)
-    return _confirm(session, row, now)
+def confirm_by_link(reads: Session, writes: Session, link_token: str, now: datetime) -> Confirmed:
+    """Confirm through the emailed link (POST only: scanners fetch links with GET).
+
+    The token, signature and letter are read with `reads`, which takes no lock; `writes`
+    then makes only conditional changes, so the write lock is held for a few statements.
+    """
+    nonce = tokens.unsign_nonce(TokenPurpose.CONFIRM_SIGNATURE, link_token)
+    if nonce is None:
+        raise token_service.TokenInvalid(
+            "This link is not valid. It may have been cut short or changed."
+        )
+    found = _find_pending(reads, Token.nonce_hash == tokens.hash_nonce(nonce))
+    reads.rollback()  # ends the read and returns its connection before the writes start
+    if found is None:
+        raise token_service.TokenInvalid("This link is not valid, or it is too old to be used.")
+    _check_pending(found, now)
+    return _record_confirmation(writes, found, now)
 
 
-def confirm_by_code(session: Session, handle: str, typed_code: str, now: datetime) -> Confirmed:
+def confirm_by_code(
+    reads: Session, writes: Session, handle: str, typed_code: str, now: datetime
+) -> Confirmed:
     """Confirm with the code typed into the page the signer already has open.
 
-    A wrong code counts against the token; at the limit it dies. The caller commits
-    even when this raises CodeInvalid, so the attempt is remembered.
+    Every try is counted with one atomic UPDATE before the code is compared, so parallel
+    guesses cannot get more tries than the limit; at the limit the code dies. The caller
+    commits even when this raises CodeInvalid, so the attempt is remembered.
     """
-    row = None
-    if tokens.is_handle(handle):
-        row = session.scalars(
-            select(Token)
-            .where(Token.handle == handle, Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)
-            .with_for_update()
-        ).first()
+    found = _find_pending(reads, Token.handle == handle) if tokens.is_handle(handle) else None
+    reads.rollback()  # ends the read and returns its connection before the writes start
     code = tokens.normalize_code(typed_code or "")
-    if row is None or row.code_hash is None:
+    if found is None or found.token.code_hash is None:
         raise CodeInvalid("That code is not right. Check the email and try again.")
-    _raise_if_spent(session, row, now)
+    _check_pending(found, now)
     limit = current_app.config["CODE_MAX_ATTEMPTS"]
-    if row.code_attempts >= limit:
+    attempts = writes.execute(
+        update(Token)
+        .where(Token.id == found.token.id, Token.code_attempts < limit)
+        .values(code_attempts=Token.code_attempts + 1)
+        .returning(Token.code_attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if attempts is None:
         raise CodeLocked("Too many wrong codes. Ask for a fresh email to get a new one.")
-    if code is None or not tokens.codes_match(row.code_hash, row.handle, code):
-        row.code_attempts += 1
-        left = limit - row.code_attempts
+    if code is None or not tokens.codes_match(found.token.code_hash, found.token.handle, code):
+        left = limit - attempts
         if left <= 0:
             raise CodeLocked("Too many wrong codes. Ask for a fresh email to get a new one.")
         raise CodeInvalid(f"That code is not right. {left} more {'try' if left == 1 else 'tries'}.")
-    return _confirm(session, row, now)
+    return _record_confirmation(writes, found, now)
 
 
 def resend(session: Session, row: Token, now: datetime) -> str | None:

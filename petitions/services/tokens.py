@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
@@ -36,21 +37,67 @@ class TokenUsed(DomainError):
 
 @dataclass
 class IssuedToken:
-    """A token as it is sent: the link secret and, where offered, the short code."""
+    """A token as it is sent: the link secret and, where offered, the short code.
 
-    row: Token
+    `values` is the row as it will be stored (hashes only); `row` is the ORM object once
+    `issue` added it to a session.
+    """
+
+    values: dict[str, Any]
     link_token: str
     code: str | None
+    row: Token | None = None
 
     @property
     def handle(self) -> str:
         """The public id that the code-entry form carries."""
-        return self.row.handle
+        return str(self.values["handle"])
 
     @property
     def display_code(self) -> str | None:
         """The code as a person reads it."""
         return tokens.format_code(self.code) if self.code else None
+
+
+def prepare(
+    purpose: TokenPurpose,
+    now: datetime,
+    *,
+    signature_id: int | None = None,
+    user_id: int | None = None,
+    with_code: bool = False,
+    long_code: bool = False,
+    max_age: int | None = None,
+) -> IssuedToken:
+    """Make a token's secrets and the row that stores their hashes, without touching the database.
+
+    A short code is bound to the token's handle (the form that takes it carries the
+    handle); a long code stands alone and is found by its hash.
+    """
+    nonce = tokens.new_nonce()
+    handle = tokens.new_handle()
+    code = None
+    if with_code or long_code:
+        code = tokens.new_code(tokens.LONG_CODE_LENGTH if long_code else tokens.CODE_LENGTH)
+    code_scope = "standalone" if long_code else handle
+    lifetime = max_age if max_age is not None else current_app.config["TOKEN_MAX_AGE"]
+    values: dict[str, Any] = {
+        "purpose": purpose,
+        "nonce_hash": tokens.hash_nonce(nonce),
+        "handle": handle,
+        "code_hash": tokens.hash_code(code_scope, code) if code else None,
+        "code_attempts": 0,
+        "signature_id": signature_id,
+        "user_id": user_id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=lifetime),
+    }
+    return IssuedToken(values=values, link_token=tokens.sign_nonce(purpose, nonce), code=code)
+
+
+def record(session: Session, issued: IssuedToken) -> None:
+    """Store a prepared token with one INSERT (no ORM object, no flush)."""
+    session.execute(insert(Token).values(**issued.values))
 
 
 def issue(
@@ -64,31 +111,20 @@ def issue(
     long_code: bool = False,
     max_age: int | None = None,
 ) -> IssuedToken:
-    """Create a token for one purpose and one signature or user.
-
-    A short code is bound to the token's handle (the form that takes it carries the
-    handle); a long code stands alone and is found by its hash.
-    """
-    nonce = tokens.new_nonce()
-    handle = tokens.new_handle()
-    code = None
-    if with_code or long_code:
-        code = tokens.new_code(tokens.LONG_CODE_LENGTH if long_code else tokens.CODE_LENGTH)
-    code_scope = "standalone" if long_code else handle
-    lifetime = max_age if max_age is not None else current_app.config["TOKEN_MAX_AGE"]
-    row = Token(
-        purpose=purpose,
-        nonce_hash=tokens.hash_nonce(nonce),
-        handle=handle,
-        code_hash=tokens.hash_code(code_scope, code) if code else None,
+    """Create a token for one purpose and one signature or user, as an ORM row in `session`."""
+    issued = prepare(
+        purpose,
+        now,
         signature_id=signature_id,
         user_id=user_id,
-        created_at=now,
-        expires_at=now + timedelta(seconds=lifetime),
+        with_code=with_code,
+        long_code=long_code,
+        max_age=max_age,
     )
-    session.add(row)
+    issued.row = Token(**issued.values)
+    session.add(issued.row)
     session.flush()
-    return IssuedToken(row=row, link_token=tokens.sign_nonce(purpose, nonce), code=code)
+    return issued
 
 
 def find_by_link(session: Session, purpose: TokenPurpose, link_token: str) -> Token:

@@ -4,21 +4,31 @@ chart and count history, and signer safety.
 Every GET here carries an ETag and answers 304 when nothing changed (see `caching`); the
 pages read the session, so browsers check back each time, while the chart and the CSV may
 be cached for a few seconds. None of them counts signature rows.
+
+A letter's page is the same for every anonymous visitor but for the sign form's CSRF token
+and start stamp, so for `READ_CACHE_SECONDS` it is rendered once per process and page of
+signers, and each visitor gets that rendering with their own token and stamp spliced in.
+Logged-in visitors, and anyone with a message waiting, get their own rendering.
 """
 
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, abort, make_response, render_template, request
+from flask import Blueprint, Response, abort, current_app, make_response, render_template, request
+from flask import session as browser_session
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
+from petitions import microcache
 from petitions.db import get_session, utcnow
 from petitions.forms import CodeForm, SignForm
+from petitions.forms.fields import form_started
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
 from petitions.security import SIGN_LIMIT, limiter
 from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
-from petitions.views.caching import conditional
+from petitions.views.caching import PageWithHoles, conditional
 
 bp = Blueprint("public", __name__)
 
@@ -46,14 +56,14 @@ def _page_number() -> int:
     return int(raw)
 
 
-def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Response:
+def _render_letter(petition: Petition, form: SignForm, page: int) -> str:
+    """The letter's page as HTML, counted now."""
     session = get_session()
     now = utcnow()
     letter_counts = counts.read(session, petition.id)
-    page = _page_number()
     shown, has_next = signers.list_shown(session, petition, letter_counts, page)
     recorded = history.sampled_rows(session, petition, chart.end_of(petition, now), points=8)
-    html = render_template(
+    return render_template(
         "public/letter.html",
         petition=petition,
         counts=letter_counts,
@@ -68,9 +78,44 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
         page=page,
         has_next=has_next,
     )
+
+
+def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Response:
+    html = _render_letter(petition, form, _page_number())
     # The page lists signers: keep it out of search engines.
     response = make_response(html, status, {"X-Robots-Tag": "noindex"})
     return conditional(response, private=True) if request.method == "GET" else response
+
+
+def _shared_page_cache() -> microcache.TimedStore | None:
+    """Where anonymous renderings are kept, or None when this visitor needs their own."""
+    cache = microcache.for_app(current_app)
+    if cache is None or not cache.seconds:
+        return None
+    if "_flashes" in browser_session or current_user.is_authenticated:
+        return None
+    return cache.pages
+
+
+def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
+    """The letter's page from this process's rendering of it, with this visitor's token."""
+    page = _page_number()
+    key = (slug, page)
+    rendered: PageWithHoles | None = pages.get(key)
+    if rendered is None:
+        petition = published(slug)
+        form = SignForm()
+        html = _render_letter(petition, form, page)
+        rendered = PageWithHoles.cut(
+            html, {"csrf_token": generate_csrf(), "started": form.started.data}
+        )
+        pages.put(key, rendered, rendered.size)
+    html = rendered.fill({"csrf_token": generate_csrf(), "started": form_started()})
+    # The page lists signers: keep it out of search engines.
+    response = make_response(html, 200, {"X-Robots-Tag": "noindex"})
+    if request.method != "GET":
+        return response
+    return conditional(response, private=True, digest=rendered.digest)
 
 
 @bp.get("/")
@@ -99,10 +144,16 @@ def safety() -> Response:
 @bp.get("/p/<slug>")
 def letter(slug: str) -> Response:
     """A published letter, its numbers, and (while open) the sign form."""
+    if not SLUG.fullmatch(slug):
+        abort(404)
+    pages = _shared_page_cache()
+    if pages is not None:
+        return _anonymous_letter_page(slug, pages)
     return _letter_page(published(slug), SignForm())
 
 
 @bp.get("/p/<slug>/chart.svg")
+@microcache.shared
 def growth_chart(slug: str) -> Response:
     """The letter's growth chart as an SVG image (redrawn at most once a minute)."""
     petition = published(slug)
@@ -134,6 +185,7 @@ def count_history(slug: str) -> Response:
 
 
 @bp.get("/p/<slug>/history.csv")
+@microcache.shared
 def count_history_csv(slug: str) -> Response:
     """The whole recorded history as CSV, oldest first, for anyone to audit."""
     petition = published(slug)
@@ -149,10 +201,12 @@ def count_history_csv(slug: str) -> Response:
 @limiter.limit(SIGN_LIMIT)
 def sign(slug: str):  # type: ignore[no-untyped-def]
     """Take a signature and answer "check your email", whatever the address's history."""
-    petition = published(slug)
+    rules = signing.rules_for(get_session(write=False), slug) if SLUG.fullmatch(slug) else None
+    if rules is None:
+        abort(404)
     form = SignForm()
     if not form.validate():
-        return _letter_page(petition, form, 400)
+        return _letter_page(published(slug), form, 400)
     session = get_session()
     sign_request = signing.SignRequest(
         email=form.email.data,
@@ -164,11 +218,11 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         updates_email=form.updates_email.data if form.wants_updates.data else None,
     )
     try:
-        handle = signing.sign(session, petition, sign_request, utcnow())
+        handle = signing.sign(session, rules, sign_request, utcnow())
     except DomainError as exc:
         form.email.errors.append(str(exc))
-        return _letter_page(petition, form, 400)
+        return _letter_page(published(slug), form, 400)
     session.commit()
     return render_template(
-        "sign/check_email.html", petition=petition, code_form=CodeForm(handle=handle)
+        "sign/check_email.html", petition=rules.letter, code_form=CodeForm(handle=handle)
     )

@@ -74,7 +74,7 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
         return _problem(TokenInvalid("The form expired. Please open the link again."))
     session = get_session()
     try:
-        result = signing.confirm_by_link(session, token, utcnow())
+        result = signing.confirm_by_link(get_session(write=False), session, token, utcnow())
     except CANNOT_CONFIRM as exc:
         return _problem(exc)
     session.commit()
@@ -90,7 +90,9 @@ def confirm_code():  # type: ignore[no-untyped-def]
         return render_template("sign/check_email.html", petition=None, code_form=form), 400
     session = get_session()
     try:
-        result = signing.confirm_by_code(session, form.handle.data, form.code.data, utcnow())
+        result = signing.confirm_by_code(
+            get_session(write=False), session, form.handle.data, form.code.data, utcnow()
+        )
     except signing.CodeInvalid as exc:
         session.commit()  # the wrong attempt counts
         form.code.errors.append(str(exc))
