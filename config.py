@@ -59,6 +59,8 @@ class Config:
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     #: a sign form sent back sooner than this after it was shown is refused (bots)
     SIGN_MIN_SECONDS = float(os.environ.get("SIGN_MIN_SECONDS", "2"))
+    #: seconds each web process keeps public reads (API, badge, letter page...); 0 turns it off
+    READ_CACHE_SECONDS = float(os.environ.get("READ_CACHE_SECONDS", "1"))
 
     DEV_MAILBOX = False
     DEV_MAILBOX_DIR = str(INSTANCE_DIR / "mailbox")
@@ -94,6 +96,9 @@ class TestingConfig(Config):
     # turn these back on.
     RATELIMIT_ENABLED = False
     SIGN_MIN_SECONDS = 0.0
+    # Tests read right after writing from other clients and processes; the cache tests
+    # turn it on.
+    READ_CACHE_SECONDS = 0.0
 
 
 CONFIGS: dict[str, type[Config]] = {

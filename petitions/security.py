@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from flask import Flask, Response, request
 from flask_limiter import Limiter
+from flask_limiter.constants import ConfigVars, HeaderNames
 from flask_limiter.util import get_remote_address
+from limits import parse_many
+from werkzeug.http import http_date
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from petitions import microcache
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -13,6 +21,15 @@ CONTENT_SECURITY_POLICY = (
 )
 #: the one page other sites may frame (the embeddable widget) sets its own policy
 EMBEDDABLE_POLICY = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", "frame-ancestors *")
+#: what every answer carries unless its view set the header itself
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+STRICT_TRANSPORT_SECURITY = "max-age=63072000; includeSubDomains"
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
@@ -28,7 +45,9 @@ REPORT_LIMIT = "5 per minute; 20 per hour"
 
 
 def init_security(app: Flask) -> None:
-    """ProxyFix (when TRUSTED_PROXIES > 0), the rate limiter, and the security headers."""
+    """The read micro-cache, ProxyFix (when TRUSTED_PROXIES > 0) in front of it, the rate
+    limiter, and the security headers."""
+    microcache.install(app)
     proxies = int(app.config.get("TRUSTED_PROXIES", 0))
     if proxies > 0:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -39,21 +58,79 @@ def init_security(app: Flask) -> None:
 
 
 def limit_blueprint(app: Flask, name: str, limit: str) -> None:
-    """Put one limit, shared by all its routes, on every route of a blueprint (the API)."""
+    """Put one limit, shared by all its routes, on every route of a blueprint (the API).
+
+    Answers the micro-cache replays for the blueprint are charged to the same budget.
+    """
     blueprint = app.blueprints.get(name)
-    if blueprint is not None:
-        limiter.shared_limit(limit, scope=name)(blueprint)
+    if blueprint is None:
+        return
+    limiter.shared_limit(limit, scope=name)(blueprint)
+    cache = microcache.for_app(app)
+    if cache is not None:
+        cache.budgets[name] = SharedLimitBudget(app, limit, name)
+
+
+class SharedLimitBudget:
+    """A blueprint's shared per-address limit, charged outside Flask for replayed answers.
+
+    It hits the very counter Flask-Limiter hits for the blueprint's routes (the key is the
+    key prefix, the client address and the scope, as Flask-Limiter builds it), through the
+    limiter's own strategy and storage, and returns the headers Flask-Limiter would add.
+    """
+
+    def __init__(self, app: Flask, limit: str, scope: str) -> None:
+        config = app.config
+        self.enabled = bool(config.get(ConfigVars.ENABLED, True))
+        self.items = sorted(parse_many(limit))
+        prefix = config.get(ConfigVars.KEY_PREFIX, "")
+        self.prefix = [prefix] if prefix else []
+        self.scope = scope
+        self.http_date = config.get(ConfigVars.HEADER_RETRY_AFTER_VALUE) == "http-date"
+        self.names = [
+            config.get(variable, header.value)
+            for variable, header in (
+                (ConfigVars.HEADER_LIMIT, HeaderNames.LIMIT),
+                (ConfigVars.HEADER_REMAINING, HeaderNames.REMAINING),
+                (ConfigVars.HEADER_RESET, HeaderNames.RESET),
+                (ConfigVars.HEADER_RETRY_AFTER, HeaderNames.RETRY_AFTER),
+            )
+        ]
+        self.header_names = frozenset(name.lower() for name in self.names)
+
+    def charge(self, environ: dict[str, Any]) -> list[tuple[str, str]] | None:
+        """Count one request from the environ's client; its headers, or None when over."""
+        if not self.enabled:
+            return []
+        # get_remote_address, read from the environ that ProxyFix has already corrected
+        args = [*self.prefix, environ.get("REMOTE_ADDR") or "127.0.0.1", self.scope]
+        strategy = limiter.limiter
+        for item in self.items:
+            if not strategy.hit(item, *args):
+                return None
+        shown = self.items[0]
+        reset, remaining = strategy.get_window_stats(shown, *args)
+        reset_at = int(reset + 1)
+        retry = http_date(reset_at) if self.http_date else str(int(reset_at - time.time()))
+        limit_name, remaining_name, reset_name, retry_name = self.names
+        return [
+            (limit_name, str(shown.amount)),
+            (remaining_name, str(remaining)),
+            (reset_name, str(reset_at)),
+            (retry_name, retry),
+        ]
 
 
 def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    if "frame-ancestors 'none'" in headers["Content-Security-Policy"]:
-        headers.setdefault("X-Frame-Options", "DENY")
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in SECURITY_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "x-frame-options" not in present and "frame-ancestors 'none'" in headers.get(
+        "Content-Security-Policy", ""
+    ):
+        headers.add("X-Frame-Options", "DENY")
+    if "strict-transport-security" not in present and request.is_secure:
+        headers.add("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
     return response

@@ -10,14 +10,17 @@ secret is hashed in instead, so a 304 is given only to the browser whose cached 
 a token this session accepts.
 
 Pages that read the session are `private, no-cache`: the browser asks every time (and
-mostly gets a 304), so someone who has just signed never sees the count from before.
-No shared cache could keep them anyway. Everything else is `public` with a short max-age.
+mostly gets a 304). No shared cache could keep them anyway. Everything else is `public`
+with a short max-age. Counts on any of them may be up to `READ_CACHE_SECONDS` old (see
+`petitions.microcache`); the pages say when they were counted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Response, current_app, request, session
 
@@ -32,33 +35,80 @@ _VOLATILE = re.compile(
 )
 
 
-def _digest(*parts: bytes) -> str:
+def _part(digest: Any, part: bytes) -> None:
+    digest.update(len(part).to_bytes(8, "big") + part)
+
+
+def content_digest(body: bytes) -> Any:
+    """The first half of a page's ETag: its body with the volatile parts masked, hashed.
+
+    Kept with a cached rendering, so each visitor's ETag costs one hash of their secret.
+    """
     digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big") + part)
-    return digest.hexdigest()[:40]
+    _part(digest, _VOLATILE.sub(rb"\1", body))
+    return digest
 
 
 def conditional(
-    response: Response, version: str | bytes | None = None, *, private: bool = False
+    response: Response,
+    version: str | bytes | None = None,
+    *,
+    private: bool = False,
+    digest: Any = None,
 ) -> Response:
     """Make `response` cacheable briefly, with an ETag; 304 when the browser's copy matches.
 
-    `version` names the content; without it the body (volatile parts masked) does. A
-    `private` page is one that reads the session: a form with a CSRF token, or the
-    logged-in header of the site's layout.
+    `version` names the content; without it the body (volatile parts masked) does, or
+    `digest`, that body's `content_digest` computed before. A `private` page is one that
+    reads the session: a form with a CSRF token, or the logged-in header of the layout.
     """
     if response.status_code != 200:
         return response
-    if version is None:
-        content = _VOLATILE.sub(rb"\1", response.get_data())
+    if digest is not None:
+        digest = digest.copy()
+    elif version is None:
+        digest = content_digest(response.get_data())
     else:
-        content = version.encode() if isinstance(version, str) else version
+        digest = hashlib.sha256()
+        _part(digest, version.encode() if isinstance(version, str) else version)
     secret = b""
     if private:
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         secret = str(session.get(field, "")).encode()
         response.vary.add("Cookie")
-    response.set_etag(_digest(content, secret), weak=True)
+    _part(digest, secret)
+    response.set_etag(digest.hexdigest()[:40], weak=True)
     response.headers["Cache-Control"] = PRIVATE if private else PUBLIC
     return response.make_conditional(request)
+
+
+@dataclass(frozen=True, slots=True)
+class PageWithHoles:
+    """A page rendered for anyone, with holes where each visitor's own values go.
+
+    `parts` alternate text and hole names: text, hole, text, ... text.
+    """
+
+    parts: tuple[str, ...]
+    digest: Any
+
+    @classmethod
+    def cut(cls, html: str, values: dict[str, str]) -> PageWithHoles:
+        """Cut the visitor's `values` (hole name → value as rendered) out of `html`."""
+        by_value = {value: name for name, value in values.items()}
+        pattern = "|".join(re.escape(value) for value in sorted(by_value, key=len, reverse=True))
+        pieces = re.split(f"({pattern})", html)
+        parts = tuple(piece if i % 2 == 0 else by_value[piece] for i, piece in enumerate(pieces))
+        return cls(parts, content_digest(html.encode()))
+
+    def fill(self, values: dict[str, str]) -> str:
+        """The page with this visitor's values in its holes."""
+        parts = list(self.parts)
+        for i in range(1, len(parts), 2):
+            parts[i] = values[parts[i]]
+        return "".join(parts)
+
+    @property
+    def size(self) -> int:
+        """About how many bytes it holds."""
+        return sum(len(part) for part in self.parts)

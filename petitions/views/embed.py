@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, make_response, render_template, url_for
 
+from petitions import microcache
 from petitions.db import get_session
 from petitions.models import Petition
 from petitions.security import EMBEDDABLE_POLICY
@@ -88,6 +89,7 @@ def badge_svg(label: str, value: str) -> str:
 
 
 @bp.get("/p/<slug>/badge.svg")
+@microcache.shared
 def badge(slug: str) -> Response:
     """The letter's live count as an SVG badge, for READMEs and web pages."""
     petition = published(slug)
@@ -97,6 +99,7 @@ def badge(slug: str) -> Response:
 
 
 @bp.get("/p/<slug>/widget")
+@microcache.shared
 def widget(slug: str) -> Response:
     """A small page with the count, the progress and a link to sign; any site may frame it."""
     petition: Petition = published(slug)
@@ -113,6 +116,7 @@ def widget(slug: str) -> Response:
 
 
 @bp.get("/feed.atom", endpoint="feed")
+@microcache.shared
 def feed_atom() -> Response:
     """An Atom feed of newly published letters and of milestones passed."""
     entries = feed.entries(get_session())
