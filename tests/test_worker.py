@@ -34,7 +34,8 @@ def test_delivered_message_is_wiped_from_the_database(app, mailbox):
     assert len(mailbox.to("person0@example.net")) == 1
     [message] = _messages(app)
     assert message.status == OutboxStatus.SENT
-    assert message.recipient is None and message.body_text == ""
+    assert message.recipient is None and message.context is None
+    assert message.subject is message.body_text is message.body_html is None
     assert message.recipient_domain == "example.net"
 
 

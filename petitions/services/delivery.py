@@ -1,6 +1,9 @@
-"""The mail worker: claim due outbox messages, deliver them over SMTP, retry or fail.
+"""The mail worker: claim due outbox messages, render and deliver them over SMTP, retry or fail.
 
-Several workers may run at once: each claims a batch with a lease in one UPDATE
+Rendering happens here, not in the request that queued the message: each batch is rendered
+from the templates Jinja keeps compiled, written as MIME bytes by `mail.MessageWriter`, sent
+over one SMTP connection, and the messages that went out are marked sent (and wiped) in one
+UPDATE. Several workers may run at once: each claims a batch with a lease in one UPDATE
 (on PostgreSQL the candidate rows are picked with FOR UPDATE SKIP LOCKED), so no
 message is sent twice unless a worker dies mid-batch and its lease runs out.
 """
@@ -14,14 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from petitions.db import checkpoint_sqlite, get_engine, new_session, utcnow
+from petitions.mail import MessageWriter, RenderedEmail, render_email
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
 from petitions.services import history
@@ -69,20 +71,19 @@ def claim_batch(session: Session, owner: str, limit: int, now: datetime) -> list
             select(OutboxMessage)
             .where(OutboxMessage.lease_owner == owner, OutboxMessage.status == OutboxStatus.QUEUED)
             .order_by(OutboxMessage.id)
+            # The claim above bypassed the session: refresh rows it may hold from a past batch.
+            .execution_options(populate_existing=True)
         )
     )
 
 
-def _as_email(message: OutboxMessage, sender: str) -> EmailMessage:
-    email = EmailMessage()
-    email["From"] = sender
-    email["To"] = message.recipient
-    email["Subject"] = message.subject
-    email["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].rstrip(">") or None)
-    email.set_content(message.body_text)
-    if message.body_html:
-        email.add_alternative(message.body_html, subtype="html")
-    return email
+def _message_bytes(app: Flask, message: OutboxMessage, writer: MessageWriter) -> bytes:
+    """Render the message (or take the rendered words of one queued before migration 0004)."""
+    if message.template is None:
+        words = RenderedEmail(message.subject or "", message.body_text or "", message.body_html)
+    else:
+        words = render_email(app, message.template, message.context or {})
+    return writer.write(message.recipient or "", words)
 
 
 def _connect(app: Flask) -> smtplib.SMTP:
@@ -109,7 +110,10 @@ def _retry(app: Flask, message: OutboxMessage, error: str, now: datetime) -> boo
 
 
 def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
-    """Claim one batch and deliver it over a single SMTP connection."""
+    """Claim one batch, render it and deliver it over a single SMTP connection.
+
+    The messages sent are marked sent, and wiped, together in one UPDATE at the end.
+    """
     report = DeliveryReport()
     batch = claim_batch(session, owner, app.config["MAIL_BATCH_SIZE"], utcnow())
     if not batch:
@@ -127,51 +131,22 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
                 report.failed += 1
         session.commit()
         return report
+    writer = MessageWriter(app.config["MAIL_FROM"])
+    sent: list[int] = []
     try:
-        for message in batch:
-            try:
-                smtp.send_message(_as_email(message, app.config["MAIL_FROM"]))
-            except smtplib.SMTPResponseException as exc:
-                detail = f"{exc.smtp_code} {exc.smtp_error!r}"
-                if 500 <= exc.smtp_code < 600:
-                    message.status = OutboxStatus.FAILED
-                    message.attempts += 1
-                    message.last_error = f"rejected: {detail}"[:500]
-                    report.failed += 1
-                    log.warning(
-                        "message #%d to @%s rejected for good: %s",
-                        message.id,
-                        message.recipient_domain,
-                        exc.smtp_code,
-                    )
-                elif _retry(app, message, f"temporary: {detail}", utcnow()):
-                    report.retried += 1
-                else:
-                    report.failed += 1
-                if exc.smtp_code in {421}:
-                    break
-            except smtplib.SMTPRecipientsRefused as exc:
-                codes = [code for code, _ in exc.recipients.values()]
-                if any(500 <= code < 600 for code in codes):
-                    message.status = OutboxStatus.FAILED
-                    message.attempts += 1
-                    message.last_error = f"recipient refused: {codes}"
-                    report.failed += 1
-                elif _retry(app, message, f"recipient deferred: {codes}", utcnow()):
-                    report.retried += 1
-                else:
-                    report.failed += 1
-            except (OSError, smtplib.SMTPException) as exc:
-                _retry(app, message, f"{type(exc).__name__}: {exc}", utcnow())
-                report.retried += 1
-                break
-            else:
-                message.mark_sent(utcnow())
-                report.sent += 1
+        with app.app_context():
+            _send_all(app, smtp, writer, batch, sent, report)
     finally:
+        if sent:
+            session.execute(OutboxMessage.mark_sent(sent, utcnow()))
         # Messages left leased (after a dropped connection) are freed for the next pass.
+        done = set(sent)
         for message in batch:
-            if message.status == OutboxStatus.QUEUED and message.lease_owner == owner:
+            if (
+                message.id not in done
+                and message.status == OutboxStatus.QUEUED
+                and message.lease_owner == owner
+            ):
                 message.lease_owner = message.lease_until = None
         session.commit()
         try:
@@ -182,6 +157,83 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
         "mail batch: %d sent, %d to retry, %d failed", report.sent, report.retried, report.failed
     )
     return report
+
+
+def _send_all(
+    app: Flask,
+    smtp: smtplib.SMTP,
+    writer: MessageWriter,
+    batch: list[OutboxMessage],
+    sent: list[int],
+    report: DeliveryReport,
+) -> None:
+    """Send each message of the batch in turn, noting the ids sent; stop if the line drops."""
+    for message in batch:
+        try:
+            data = _message_bytes(app, message, writer)
+        except Exception as exc:
+            # A template that fails (a bad deploy, say) is retried with backoff, then fails.
+            # The log names the template and the error's kind, never a value from the context.
+            log.warning(
+                "message #%d to @%s (%s) could not be rendered: %s",
+                message.id,
+                message.recipient_domain,
+                message.template,
+                type(exc).__name__,
+            )
+            if _retry(app, message, f"render: {type(exc).__name__}", utcnow()):
+                report.retried += 1
+            else:
+                report.failed += 1
+            continue
+        recipient = message.recipient or ""
+        # An address that is not ASCII needs a server that speaks SMTPUTF8 (RFC 6531).
+        options = () if recipient.isascii() else ("SMTPUTF8",)
+        try:
+            smtp.sendmail(writer.envelope_from, [recipient], data, mail_options=options)
+        except smtplib.SMTPResponseException as exc:
+            detail = f"{exc.smtp_code} {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                message.status = OutboxStatus.FAILED
+                message.attempts += 1
+                message.last_error = f"rejected: {detail}"[:500]
+                report.failed += 1
+                log.warning(
+                    "message #%d to @%s rejected for good: %s",
+                    message.id,
+                    message.recipient_domain,
+                    exc.smtp_code,
+                )
+            elif _retry(app, message, f"temporary: {detail}", utcnow()):
+                report.retried += 1
+            else:
+                report.failed += 1
+            if exc.smtp_code in {421}:
+                break
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if any(500 <= code < 600 for code in codes):
+                message.status = OutboxStatus.FAILED
+                message.attempts += 1
+                message.last_error = f"recipient refused: {codes}"
+                report.failed += 1
+            elif _retry(app, message, f"recipient deferred: {codes}", utcnow()):
+                report.retried += 1
+            else:
+                report.failed += 1
+        except smtplib.SMTPNotSupportedError:
+            # This server cannot take this address; the connection itself is fine.
+            if _retry(app, message, "server lacks SMTPUTF8", utcnow()):
+                report.retried += 1
+            else:
+                report.failed += 1
+        except (OSError, smtplib.SMTPException) as exc:
+            _retry(app, message, f"{type(exc).__name__}: {exc}", utcnow())
+            report.retried += 1
+            break
+        else:
+            sent.append(message.id)
+            report.sent += 1
 
 
 @dataclass
