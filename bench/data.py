@@ -234,8 +234,11 @@ def make_pending(app: Flask, letter: Letter, count: int, tag: str) -> list[str]:
 
 
 def queue_mail(app: Flask, count: int, tag: str) -> None:
-    """Put `count` confirmation emails in the outbox with the app's own `queue_email`."""
-    with app.test_request_context(), new_session(app) as session:
+    """Put `count` confirmation emails in the outbox with the app's own `queue_email`.
+
+    They are queued as a request queues them: template name and context only, unrendered.
+    """
+    with app.app_context(), new_session(app) as session:
         for number in range(count):
             queue_email(
                 session,
