@@ -14,10 +14,10 @@ Logged-in visitors, and anyone with a message waiting, get their own rendering.
 from __future__ import annotations
 
 import re
+import time
 
 from flask import Blueprint, Response, abort, current_app, make_response, render_template, request
 from flask import session as browser_session
-from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from petitions import microcache
@@ -88,13 +88,28 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
 
 
 def _shared_page_cache() -> microcache.TimedStore | None:
-    """Where anonymous renderings are kept, or None when this visitor needs their own."""
+    """Where anonymous renderings are kept, or None when this visitor needs their own.
+
+    Anonymous means what Flask-Login would find: no user id in the session and no
+    "remember me" cookie (checked without loading anyone).
+    """
     cache = microcache.for_app(current_app)
     if cache is None or not cache.seconds:
         return None
-    if "_flashes" in browser_session or current_user.is_authenticated:
+    if "_flashes" in browser_session or "_user_id" in browser_session:
+        return None
+    if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
         return None
     return cache.pages
+
+
+def _form_stamp(_memo: list[object] = [None, ""]) -> str:  # noqa: B006 - a one-second memo
+    """`form_started()`, which is the same for everyone within a second (it signs the time
+    in whole seconds), made once a second."""
+    key = (current_app.config["SECRET_KEY"], int(time.time()))
+    if _memo[0] != key:
+        _memo[:] = [key, form_started()]
+    return str(_memo[1])
 
 
 def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
@@ -110,7 +125,7 @@ def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
             html, {"csrf_token": generate_csrf(), "started": form.started.data}
         )
         pages.put(key, rendered, rendered.size)
-    html = rendered.fill({"csrf_token": generate_csrf(), "started": form_started()})
+    html = rendered.fill({"csrf_token": generate_csrf(), "started": _form_stamp()})
     # The page lists signers: keep it out of search engines.
     response = make_response(html, 200, {"X-Robots-Tag": "noindex"})
     if request.method != "GET":
