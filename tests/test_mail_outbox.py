@@ -31,11 +31,15 @@ class RawServer:
 
     def __init__(self, smtputf8: bool) -> None:
         self.received: list[tuple[str, bytes]] = []
+        #: the reply to every message instead of accepting it; {address} is filled in
+        self.refuse_with: str | None = None
         self.controller = Controller(
             self, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
         )
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refuse_with:
+            return self.refuse_with.format(address=envelope.rcpt_tos[0].lower())
         self.received.extend((rcpt, envelope.content) for rcpt in envelope.rcpt_tos)
         return "250 Message accepted"
 
@@ -189,6 +193,16 @@ def test_a_server_without_smtputf8_defers_only_the_non_ascii_address(app):
         ).one()
     assert waiting.recipient == "jörg@bücher.example"
     assert waiting.last_error == "server lacks SMTPUTF8"
+
+
+def test_a_refusal_that_quotes_the_address_is_kept_without_it(app, raw_server):
+    raw_server.refuse_with = "554 5.7.1 <{address}>: Recipient address rejected"
+    _queue(app, "Gone.Person@example.net", "already_signed")
+    assert delivery.drain(app).failed == 1
+    status = app.test_cli_runner().invoke(args=["mail-status"]).output
+    assert "0 queued, 0 sent, 1 failed." in status
+    assert "to @example.net" in status and "554" in status and "Recipient address" in status
+    assert "gone.person" not in status.casefold()
 
 
 @pytest.mark.config(MAIL_MAX_ATTEMPTS=2, MAIL_RETRY_BASE=0)

@@ -11,6 +11,7 @@ message is sent twice unless a worker dies mid-batch and its lease runs out.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import socket
 import time
@@ -159,6 +160,20 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
     return report
 
 
+def _without_address(reply: bytes | str, recipient: str) -> str:
+    """A server's reply with the address (and its local part) blanked out.
+
+    Replies such as "550 <jo@example.com>: no such user" end up in `last_error`, which
+    `mail-status` shows to operators, and that shows domains only.
+    """
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    local = recipient.rpartition("@")[0]
+    for secret in (recipient, local if len(local) >= 3 else ""):
+        if secret:
+            text = re.sub(re.escape(secret), "…", text, flags=re.IGNORECASE)
+    return text
+
+
 def _send_all(
     app: Flask,
     smtp: smtplib.SMTP,
@@ -192,7 +207,7 @@ def _send_all(
         try:
             smtp.sendmail(writer.envelope_from, [recipient], data, mail_options=options)
         except smtplib.SMTPResponseException as exc:
-            detail = f"{exc.smtp_code} {exc.smtp_error!r}"
+            detail = f"{exc.smtp_code} {_without_address(exc.smtp_error, recipient)!r}"
             if 500 <= exc.smtp_code < 600:
                 message.status = OutboxStatus.FAILED
                 message.attempts += 1
