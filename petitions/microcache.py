@@ -11,7 +11,8 @@ pages already say "Counts as of". So each web process keeps, for `READ_CACHE_SEC
   shared rate limit (the API's) are charged to the same budget as Flask-Limiter's, with
   the same headers, and an address over its budget is handed to Flask for the usual 429.
 * `pages`, a `TimedStore` the letter page fills with anonymous renderings, into which each
-  visitor's own CSRF token and form stamp are spliced (see `views/public.py`).
+  visitor's own CSRF token and form stamp are spliced (see `views/public.py`); and, for
+  visitors without any cookie, the whole answer from a template (`petitions.firstvisit`).
 
 Only a 200 of a `@shared` view, with no Set-Cookie and no `private`/`no-store`, is kept, so
 nothing that depends on a visitor's session is ever replayed to someone else. Memory is
@@ -30,6 +31,8 @@ from typing import Any, Protocol, TypeVar
 from flask import Flask, Response, request
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response as WerkzeugResponse
+
+from petitions.firstvisit import FIRST_VISIT, FirstVisit, FirstVisits
 
 #: environ key a `@shared` view sets: the name of its blueprint ("" for none)
 SHARED = "undersigned.shared"
@@ -91,8 +94,14 @@ class TimedStore:
             return None
         return found[2]
 
-    def put(self, key: Any, value: Any, size: int) -> None:
-        """Keep `value` for `seconds`; make room by dropping expired, then oldest, entries."""
+    def expiry(self, key: Any) -> float | None:
+        """When the entry under `key` stops being served (clock time), or None if absent."""
+        found = self._entries.get(key)
+        return None if found is None else found[0]
+
+    def put(self, key: Any, value: Any, size: int, expires: float | None = None) -> None:
+        """Keep `value` for `seconds` (or until `expires`); make room by dropping expired,
+        then oldest, entries."""
         if not self.seconds or size > self.max_bytes:
             return
         self._drop(key)
@@ -102,7 +111,11 @@ class TimedStore:
                 self._drop(old)
             while self._entries and self._bytes + size > self.max_bytes:
                 self._drop(next(iter(self._entries)))
-        self._entries[key] = (self.clock() + self.seconds, size, value)
+        self._entries[key] = (
+            self.clock() + self.seconds if expires is None else expires,
+            size,
+            value,
+        )
         self._bytes += size
 
     def clear(self) -> None:
@@ -157,6 +170,8 @@ class MicroCache:
         self.pages = TimedStore(seconds, max_bytes, clock)
         #: per blueprint name, the rate limit all its routes share
         self.budgets: dict[str, Budget] = {}
+        #: learns letter pages for visitors without cookies (see `petitions.firstvisit`)
+        self.first_visits: FirstVisits | None = None
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -182,9 +197,12 @@ class MicroCache:
             environ.get("PATH_INFO", ""),
             environ.get("QUERY_STRING", ""),
         )
-        answer: CachedAnswer | None = self.answers.get(key)
-        if answer is not None:
+        answer = self.answers.get(key)
+        if isinstance(answer, CachedAnswer):
             return self._replay(answer, environ, start_response)
+        if answer is not None:  # a letter page for first visits only
+            replayed = answer.replay(environ, start_response)
+            return self.app(environ, start_response) if replayed is None else replayed
         if method == "HEAD":  # Werkzeug sends HEAD no body, so there is nothing to keep
             return self.app(environ, start_response)
         return self._fill(key, environ, start_response)
@@ -221,14 +239,16 @@ class MicroCache:
 
         body_iter = self.app(environ, capture)
         mark = environ.get(SHARED)
+        visit: FirstVisit | None = environ.get(FIRST_VISIT)
+        if visit is not None and self.first_visits is not None and sent:
+            body = _read(body_iter)
+            page = self.first_visits.learn(environ, visit, sent[0], sent[1], body)
+            if page is not None:
+                self.answers.put(key, page, 2 * len(body), expires=visit.expires)
+            return [body]
         if mark is None or not sent or not _keepable(sent[0], sent[1]):
             return body_iter
-        try:
-            body = b"".join(body_iter)
-        finally:
-            close = getattr(body_iter, "close", None)
-            if close is not None:
-                close()
+        body = _read(body_iter)
         budget = self.budgets.get(mark)
         per_client = budget.header_names if budget is not None else frozenset()
         headers = [(name, value) for name, value in sent[1] if name.lower() not in per_client]
@@ -237,6 +257,15 @@ class MicroCache:
         answer = CachedAnswer(sent[0], headers, body, budget, date_at)
         self.answers.put(key, answer, len(body) + 64 * len(headers))
         return [body]
+
+
+def _read(body_iter: Iterable[bytes]) -> bytes:
+    try:
+        return b"".join(body_iter)
+    finally:
+        close = getattr(body_iter, "close", None)
+        if close is not None:
+            close()
 
 
 def _keepable(status: str, headers: list[tuple[str, str]]) -> bool:
@@ -260,6 +289,7 @@ def install(app: Flask) -> MicroCache:
     """Put a `MicroCache` in front of `app` (before ProxyFix wraps both) and empty it after
     every successful write this process serves."""
     cache = MicroCache(app.wsgi_app, float(app.config.get("READ_CACHE_SECONDS", 0) or 0))
+    cache.first_visits = FirstVisits(app)
     app.wsgi_app = cache  # type: ignore[method-assign]
     app.extensions["microcache"] = cache
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars, HeaderNames
@@ -78,6 +78,28 @@ class SessionCookies(SecureCookieSessionInterface):
         return self._signer[1]
 
 
+_LIMITED_ENDPOINTS = "undersigned.limited_endpoints"
+
+
+def limits_apply() -> bool:
+    """Whether any rate limit applies to the current request's endpoint.
+
+    Asked of Flask-Limiter once per endpoint when limits are fixed at start-up (see
+    `_only_where_limited`); otherwise always True.
+    """
+    limited = current_app.extensions.get(_LIMITED_ENDPOINTS)
+    if limited is None:
+        return True
+    endpoint = request.endpoint
+    found = limited.get(endpoint)
+    if found is None:
+        defaults, decorated = limiter.limit_manager.resolve_limits(
+            current_app, endpoint, request.blueprint, in_middleware=False
+        )
+        found = limited[endpoint] = bool(endpoint) and bool(defaults or decorated)
+    return found
+
+
 def _hook_lists(app: Flask) -> list[list[Callable[..., Any]]]:
     return [
         app.before_request_funcs.setdefault(None, []),
@@ -105,17 +127,8 @@ def _only_where_limited(app: Flask, added: list[list[Callable[..., Any]]]) -> No
         )
     ):
         return
-    limited: dict[str | None, bool] = {}
-
-    def applies() -> bool:
-        endpoint = request.endpoint
-        found = limited.get(endpoint)
-        if found is None:
-            defaults, decorated = limiter.limit_manager.resolve_limits(
-                app, endpoint, request.blueprint, in_middleware=False
-            )
-            found = limited[endpoint] = bool(endpoint) and bool(defaults or decorated)
-        return found
+    app.extensions[_LIMITED_ENDPOINTS] = {}
+    applies = limits_apply
 
     def before(hook: Callable[..., Any]) -> Callable[..., Any]:
         return lambda: hook() if applies() else None

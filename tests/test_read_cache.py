@@ -15,6 +15,7 @@ from flask import Flask
 
 from petitions import create_app
 from petitions.db import get_engine
+from petitions.firstvisit import FirstVisitPage
 from petitions.security import API_LIMIT
 from tests.conftest import csrf_from, hidden, make_config
 
@@ -280,3 +281,75 @@ def test_zero_seconds_turns_the_cache_off(site, app):
         assert _count_on_page(reader.get(f"/p/{slug}").get_data(as_text=True)) == 1
     finally:
         get_engine(other).dispose()
+
+
+def test_visitors_without_cookies_each_get_a_working_session(site, app, clock):
+    """The first visitor's answer comes from Flask; later ones without cookies get theirs
+    from a template of it. Each gets their own session, token and ETag, all of which work."""
+    slug = _letter(site)
+    visitors = [app.test_client() for _ in range(3)]
+    pages = [visitor.get(f"/p/{slug}") for visitor in visitors]
+    # Learning checks itself and gives up quietly; make sure it did learn here.
+    learned = app.extensions["microcache"].answers.get(("http", "", f"/p/{slug}", ""))
+    assert isinstance(learned, FirstVisitPage)
+    sessions = [
+        [cookie for cookie in page.headers.getlist("Set-Cookie") if cookie.startswith("session=")]
+        for page in pages
+    ]
+    assert all(len(cookies) == 1 for cookies in sessions)
+    assert len({cookies[0] for cookies in sessions}) == 3
+    assert len({csrf_from(page.get_data(as_text=True)) for page in pages}) == 3
+    assert len({page.headers["ETag"] for page in pages}) == 3
+    assert _masked(pages[1].get_data(as_text=True)) == _masked(pages[0].get_data(as_text=True))
+
+    def shown(response):
+        return [
+            name if name in {"Set-Cookie", "ETag", "Date"} else (name, value)
+            for name, value in response.headers.items()
+        ]
+
+    assert shown(pages[1]) == shown(pages[0]) == shown(pages[2])
+
+    for visitor, page in zip(visitors[1:], pages[1:], strict=True):
+        # The ETag made outside Flask is the one Flask makes for this session.
+        again = visitor.get(f"/p/{slug}", headers={"If-None-Match": page.headers["ETag"]})
+        assert again.status_code == 304
+    html = pages[2].get_data(as_text=True)
+    data = {"name": "Ada", "email": "ada@example.com", "affiliation": "current"}
+    form = {"csrf_token": csrf_from(html), "started": hidden(html, "started")}
+    assert visitors[1].post(f"/p/{slug}/sign", data={**form, **data}).status_code == 400
+    signed = visitors[2].post(f"/p/{slug}/sign", data={**form, **data, "display": "named"})
+    assert signed.status_code == 200
+    assert "Check your email" in signed.get_data(as_text=True)
+
+
+def test_first_visits_see_new_counts_once_the_rendering_is_older_than_the_ttl(site, other_worker):
+    slug = _letter(site)
+    other, other_clock = other_worker
+
+    def first_visit_count() -> int:
+        return _count_on_page(other.test_client().get(f"/p/{slug}").get_data(as_text=True))
+
+    assert first_visit_count() == 0
+    assert first_visit_count() == 0
+    _sign_and_confirm(site, slug, "ada@example.com")
+    other_clock.now += 0.9
+    assert first_visit_count() == 0
+    other_clock.now += 0.2
+    assert first_visit_count() == 1
+    assert first_visit_count() == 1
+
+
+def test_first_visits_with_a_cookie_or_a_condition_go_through_flask(site, app, clock):
+    slug = _letter(site)
+    app.test_client().get(f"/p/{slug}")  # learns the template
+    with_cookie = app.test_client()
+    with_cookie.set_cookie("unrelated", "1")
+    page = with_cookie.get(f"/p/{slug}")
+    assert page.status_code == 200
+    assert "session=" in " ".join(page.headers.getlist("Set-Cookie"))
+    conditional = app.test_client().get(f"/p/{slug}", headers={"If-None-Match": 'W/"x"'})
+    assert conditional.status_code == 200
+    head = app.test_client().head(f"/p/{slug}")
+    assert head.status_code == 200
+    assert head.get_data() == b""

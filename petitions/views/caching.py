@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, request, session
+from werkzeug.http import quote_etag
 
 MAX_AGE = 5
 STALE_WHILE_REVALIDATE = 10
@@ -37,6 +38,13 @@ _VOLATILE = re.compile(
 
 def _part(digest: Any, part: bytes) -> None:
     digest.update(len(part).to_bytes(8, "big") + part)
+
+
+def _etag(digest: Any, secret: bytes) -> str:
+    """The ETag: the content's digest with the session's CSRF secret (or nothing) hashed in."""
+    digest = digest.copy()
+    _part(digest, secret)
+    return digest.hexdigest()[:40]
 
 
 def content_digest(body: bytes) -> Any:
@@ -64,11 +72,9 @@ def conditional(
     """
     if response.status_code != 200:
         return response
-    if digest is not None:
-        digest = digest.copy()
-    elif version is None:
+    if digest is None and version is None:
         digest = content_digest(response.get_data())
-    else:
+    elif digest is None:
         digest = hashlib.sha256()
         _part(digest, version.encode() if isinstance(version, str) else version)
     secret = b""
@@ -76,8 +82,7 @@ def conditional(
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         secret = str(session.get(field, "")).encode()
         response.vary.add("Cookie")
-    _part(digest, secret)
-    response.set_etag(digest.hexdigest()[:40], weak=True)
+    response.set_etag(_etag(digest, secret), weak=True)
     response.headers["Cache-Control"] = PRIVATE if private else PUBLIC
     return response.make_conditional(request)
 
@@ -100,6 +105,11 @@ class PageWithHoles:
         pieces = re.split(f"({pattern})", html)
         parts = tuple(piece if i % 2 == 0 else by_value[piece] for i, piece in enumerate(pieces))
         return cls(parts, content_digest(html.encode()))
+
+    def etag_header(self, csrf_secret: str) -> str:
+        """The ETag header `conditional(private=True)` gives this page in a session whose
+        CSRF secret is `csrf_secret`."""
+        return quote_etag(_etag(self.digest, csrf_secret.encode()), weak=True)
 
     def fill(self, values: dict[str, str]) -> str:
         """The page with this visitor's values in its holes."""

@@ -8,7 +8,8 @@ be cached for a few seconds. None of them counts signature rows.
 A letter's page is the same for every anonymous visitor but for the sign form's CSRF token
 and start stamp, so for `READ_CACHE_SECONDS` it is rendered once per process and page of
 signers, and each visitor gets that rendering with their own token and stamp spliced in.
-Logged-in visitors, and anyone with a message waiting, get their own rendering.
+Logged-in visitors, and anyone with a message waiting, get their own rendering. Visitors
+with no cookie at all are then answered before Flask (see `petitions.firstvisit`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from flask_wtf.csrf import generate_csrf
 
 from petitions import microcache
 from petitions.db import get_session, utcnow
+from petitions.firstvisit import FIRST_VISIT, FirstVisit, is_first_visit
 from petitions.forms import CodeForm, SignForm
 from petitions.forms.fields import form_started
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
-from petitions.security import SIGN_LIMIT, limiter
+from petitions.security import SIGN_LIMIT, limiter, limits_apply
 from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
 from petitions.views.caching import PageWithHoles, conditional
 
@@ -125,11 +127,18 @@ def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
             html, {"csrf_token": generate_csrf(), "started": form.started.data}
         )
         pages.put(key, rendered, rendered.size)
-    html = rendered.fill({"csrf_token": generate_csrf(), "started": _form_stamp()})
+    token, stamp = generate_csrf(), _form_stamp()
+    html = rendered.fill({"csrf_token": token, "started": stamp})
     # The page lists signers: keep it out of search engines.
     response = make_response(html, 200, {"X-Robots-Tag": "noindex"})
     if request.method != "GET":
         return response
+    expires = pages.expiry(key)
+    if expires is not None and is_first_visit(request.environ) and not limits_apply():
+        field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        request.environ[FIRST_VISIT] = FirstVisit(
+            rendered, expires, browser_session[field], token, stamp, form_started
+        )
     return conditional(response, private=True, digest=rendered.digest)
 
 
@@ -238,6 +247,21 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         form.email.errors.append(str(exc))
         return _letter_page(published(slug), form, 400)
     session.commit()
-    return render_template(
-        "sign/check_email.html", petition=rules.letter, code_form=CodeForm(handle=handle)
+    return _check_email_page(rules.letter, handle)
+
+
+def _check_email_page(letter: signing.LetterRef, handle: str) -> str:
+    """The "check your email" page: rendered once a second per letter for anonymous signers,
+    who each get their own CSRF token and code-form handle spliced in."""
+    pages = _shared_page_cache()
+    key = ("check_email", letter.slug)
+    rendered: PageWithHoles | None = pages.get(key) if pages is not None else None
+    if rendered is not None:
+        return rendered.fill({"csrf_token": generate_csrf(), "handle": handle})
+    html = render_template(
+        "sign/check_email.html", petition=letter, code_form=CodeForm(handle=handle)
     )
+    if pages is not None:
+        rendered = PageWithHoles.cut(html, {"csrf_token": generate_csrf(), "handle": handle})
+        pages.put(key, rendered, rendered.size)
+    return html
