@@ -18,9 +18,10 @@ from sqlalchemy import insert, select
 from petitions.cli import alembic_config, upgrade_database
 from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
-from petitions.models import OutboxMessage, User
+from petitions.models import OutboxMessage, Petition, User
 from petitions.models.outbox import OutboxStatus
 from petitions.services import delivery
+from tests.conftest import csrf_from
 from tests.mailbox import free_port
 
 TITLE = "Stoppt die Überwachung — 监控 <script>alert(1)</script> and a title long enough to fold"
@@ -304,3 +305,34 @@ def test_a_downgrade_fails_unrendered_messages_instead_of_sending_them_empty(app
     assert row.status == "failed"
     assert row.recipient is None
     assert "downgraded" in row.last_error
+
+
+def test_each_call_site_queues_what_its_mail_shows(site, app):
+    slug = site.letter("Pay the night shift", addressed_to="Dana Director, COO")
+    welcome = site.mailbox.last_to("olivia@example.org")
+    assert welcome.subject == "Confirm your Undersigned organizer account"
+    assert "Hello Olivia Organizer," in welcome.text
+    assert "expires in 7 days" in welcome.text
+
+    site.sign(slug, "worker@example.com", wants_updates="y", updates_email="me@home.example")
+    site.confirm_link("worker@example.com")
+    site.deliver()
+    signed = site.mailbox.last_to("me@home.example")
+    assert signed.subject == 'You signed "Pay the night shift"'
+    assert 'Your signature on "Pay the night shift", to Dana Director, COO,' in signed.text
+    assert "<strong>Pay the night shift</strong>" in signed.html
+    assert "http://undersigned.test/withdraw" in signed.text
+
+    html = site.client.get(f"/p/{slug}/report").get_data(as_text=True)
+    site.client.post(
+        f"/p/{slug}/report",
+        data={"csrf_token": csrf_from(html), "kind": "not_me", "message": "Not my name."},
+    )
+    site.deliver()
+    report = site.mailbox.last_to("olivia@example.org")
+    assert report.subject == 'A report about "Pay the night shift"'
+    assert "My name is on this letter, but I did not sign it" in report.text
+    assert "Not my name." in report.text
+    with new_session(app, write=False) as session:
+        petition_id = session.scalars(select(Petition.id).where(Petition.slug == slug)).one()
+    assert f"See it at http://undersigned.test/letters/{petition_id}" in report.text
