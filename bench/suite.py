@@ -52,7 +52,8 @@ class Settings:
 
     smoke: bool
     databases: list[str]
-    sizes: tuple[int, int]
+    sizes: tuple[int, ...]
+    partial: bool
     load: Load
     mixed_seconds: float
     mixed_rate: float
@@ -74,6 +75,12 @@ def parse(argv: list[str] | None) -> Settings:
     parser.add_argument("--mixed-duration", type=float, help="seconds of the mixed run (60)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--letters",
+        choices=["both", "small", "large"],
+        default="both",
+        help="only the 100-signature or only the large letter (a partial run, kept in results/tmp)",
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
         help="a PostgreSQL database that the run drops and creates (default: %(default)s)",
@@ -84,7 +91,8 @@ def parse(argv: list[str] | None) -> Settings:
     return Settings(
         smoke=smoke,
         databases=["sqlite", "postgres"] if args.db == "both" else [args.db],
-        sizes=(100, 1_000) if smoke else (100, 1_000_000),
+        sizes=_sizes((100, 1_000) if smoke else (100, 1_000_000), args.letters),
+        partial=args.letters != "both",
         load=Load(
             connections=args.connections,
             threads=min(cores, 2),
@@ -100,6 +108,10 @@ def parse(argv: list[str] | None) -> Settings:
         pg_url=args.pg_url,
         drain_limit=60 if smoke else 150,
     )
+
+
+def _sizes(sizes: tuple[int, int], letters: str) -> tuple[int, ...]:
+    return {"small": sizes[:1], "large": sizes[1:]}.get(letters, sizes)
 
 
 def app_env(database_url: str, port: int, sink_port: int, workers: int) -> dict[str, str]:
@@ -372,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for size in settings.sizes:
                 print(f"{kind}: letter with {size:,} signatures ...", flush=True)
-                run_letter(kind, url, size, size == settings.sizes[-1], settings, run)
+                run_letter(kind, url, size, size > 100, settings, run)
     except (BenchError, WrkFailed, OSError, subprocess.SubprocessError) as exc:
         results.problems.append(f"run stopped: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
@@ -383,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             database_file.unlink()  # hundreds of MB at a million signatures; logs are kept
     results.load_average.append(os.getloadavg()[0])
     page = render(results)
-    if settings.smoke:
+    if settings.smoke or settings.partial:
         paths = [work_dir / "results.md"]
     else:
         paths = [RESULTS / f"{started:%Y-%m-%d-%H%M}.md", RESULTS / "latest.md"]

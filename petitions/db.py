@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, create_engine, event
+from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -142,6 +143,26 @@ def close_session(_exc: BaseException | None = None) -> None:
         session = g.pop(key, None)
         if session is not None:
             session.close()
+
+
+_COMPILED: dict[tuple[str, int], Compiled] = {}
+
+
+def execute_compiled(connection: Connection, statement: Executable, params: dict[str, Any]) -> Any:
+    """Run a statement that SQLAlchemy cannot cache (its upserts), compiled once per dialect.
+
+    Only for module-level statements whose parameters need no type processing (numbers and
+    strings): the SQL string is reused and the values go to the driver as they are.
+    """
+    key = (connection.dialect.name, id(statement))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = statement.compile(dialect=connection.dialect)  # type: ignore[attr-defined]
+    if compiled.positiontup is not None:
+        return connection.exec_driver_sql(
+            compiled.string, tuple(params[name] for name in compiled.positiontup)
+        )
+    return connection.exec_driver_sql(compiled.string, params)
 
 
 def checkpoint_sqlite(engine: Engine) -> None:

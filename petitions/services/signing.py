@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petitions import tokens
@@ -121,27 +119,53 @@ def withdraw_url(link_token: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}/w/{link_token}"
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+# The statements of the hot paths are built once: constructing them is most of what a
+# SQLAlchemy statement costs. They run on the session's connection, as Core.
+_SIGNATURES: Table = Signature.__table__  # type: ignore[assignment]
+_TOKENS: Table = Token.__table__  # type: ignore[assignment]
+
+_RULES = (
+    select(
+        Petition.id,
+        Petition.title,
+        Petition.addressed_to,
+        Petition.state,
+        Petition.hidden_at,
+        Petition.allow_supporters,
+        EmployerDomain.domain,
+        EmployerDomain.id.label("employer_id"),
+    )
+    .outerjoin(EmployerDomain, EmployerDomain.petition_id == Petition.id)
+    .where(Petition.slug == bindparam("slug"))
+    .order_by(EmployerDomain.domain)
+)
+
+#: a new pending signature (an upsert would be neater, but SQLAlchemy cannot cache its SQL)
+_NEW_SIGNATURE = insert(_SIGNATURES).returning(_SIGNATURES.c.id)
+
+_CONFIRM = (
+    update(_SIGNATURES)
+    .where(
+        _SIGNATURES.c.id == bindparam("which"),
+        _SIGNATURES.c.state == SignatureState.PENDING,
+    )
+    .values(state=SignatureState.CONFIRMED, confirmed_at=bindparam("now"), email=None)
+)
+
+_SPEND_CONFIRM_TOKENS = (
+    update(_TOKENS)
+    .where(
+        _TOKENS.c.signature_id == bindparam("which"),
+        _TOKENS.c.purpose == TokenPurpose.CONFIRM_SIGNATURE,
+        _TOKENS.c.used_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+)
 
 
 def rules_for(session: Session, slug: str) -> LetterRules | None:
     """The signing rules of the public letter at `slug`; None for drafts, hidden and unknown."""
-    rows = session.execute(
-        select(
-            Petition.id,
-            Petition.title,
-            Petition.addressed_to,
-            Petition.state,
-            Petition.hidden_at,
-            Petition.allow_supporters,
-            EmployerDomain.domain,
-            EmployerDomain.id,
-        )
-        .outerjoin(EmployerDomain, EmployerDomain.petition_id == Petition.id)
-        .where(Petition.slug == slug)
-        .order_by(EmployerDomain.domain)
-    ).all()
+    rows = session.connection().execute(_RULES, {"slug": slug}).all()
     session.rollback()  # ends the read and returns its connection before any writes start
     if not rows or rows[0].state == PetitionState.DRAFT or rows[0].hidden_at is not None:
         return None
@@ -150,7 +174,7 @@ def rules_for(session: Session, slug: str) -> LetterRules | None:
         letter=LetterRef(first.id, slug, first.title, first.addressed_to),
         is_open=first.state == PetitionState.OPEN,
         allow_supporters=first.allow_supporters,
-        employers=tuple((row.domain, row[7]) for row in rows if row.domain is not None),
+        employers=tuple((row.domain, row.employer_id) for row in rows if row.domain),
     )
 
 
@@ -196,24 +220,27 @@ def sign(session: Session, rules: LetterRules, request: SignRequest, now: dateti
     }
     petition_id = rules.letter.id
     # A second signature from one address is refused by the unique constraint, races included.
-    signature_id = session.execute(
-        _insert(session)(Signature)
-        .values(
-            petition_id=petition_id,
-            state=SignatureState.PENDING,
-            address_hash=address_hash,
-            created_at=now,
-            **fields,
-        )
-        .on_conflict_do_nothing(index_elements=["petition_id", "address_hash"])
-        .returning(Signature.id)
-    ).scalar()
-    if signature_id is None:
+    params = {
+        "petition_id": petition_id,
+        "state": SignatureState.PENDING,
+        "address_hash": address_hash,
+        "created_at": now,
+        "confirmed_at": None,
+        **fields,
+    }
+    try:
+        signature_id = session.connection().execute(_NEW_SIGNATURE, params).scalar_one()
+    except IntegrityError:
+        # The address is on this letter already (perhaps from a racing request). The insert
+        # was the transaction's first statement, so starting again loses nothing.
+        session.rollback()
         existing = session.execute(
             select(Signature.id, Signature.state)
             .where(Signature.petition_id == petition_id, Signature.address_hash == address_hash)
             .with_for_update()
-        ).one()
+        ).first()
+        if existing is None:  # the other signature was withdrawn, or the letter deleted
+            raise SigningClosed("This letter no longer takes signatures.") from None
         if existing.state == SignatureState.CONFIRMED:
             queue_email(session, request.email, "already_signed")
             return tokens.new_handle()
@@ -262,32 +289,40 @@ class _Pending:
     letter_open: bool
 
 
-def _find_pending(session: Session, *where: Any) -> _Pending | None:
-    row = session.execute(
-        select(
-            Token.id,
-            Token.purpose,
-            Token.handle,
-            Token.code_hash,
-            Token.code_attempts,
-            Token.used_at,
-            Token.expires_at,
-            Token.signature_id,
-            Signature.state,
-            Signature.employer_id,
-            Signature.affiliation,
-            Signature.display,
-            Signature.updates_email,
-            Petition.id.label("petition_id"),
-            Petition.slug,
-            Petition.title,
-            Petition.addressed_to,
-            Petition.state.label("petition_state"),
-        )
-        .outerjoin(Signature, Signature.id == Token.signature_id)
-        .outerjoin(Petition, Petition.id == Signature.petition_id)
-        .where(Token.purpose == TokenPurpose.CONFIRM_SIGNATURE, *where)
-    ).first()
+_PENDING = (
+    select(
+        Token.id,
+        Token.purpose,
+        Token.handle,
+        Token.code_hash,
+        Token.code_attempts,
+        Token.used_at,
+        Token.expires_at,
+        Token.signature_id,
+        Signature.state,
+        Signature.employer_id,
+        Signature.affiliation,
+        Signature.display,
+        Signature.updates_email,
+        Petition.id.label("petition_id"),
+        Petition.slug,
+        Petition.title,
+        Petition.addressed_to,
+        Petition.state.label("petition_state"),
+    )
+    .outerjoin(Signature, Signature.id == Token.signature_id)
+    .outerjoin(Petition, Petition.id == Signature.petition_id)
+    .where(Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)
+)
+_PENDING_BY = {
+    "nonce_hash": _PENDING.where(Token.nonce_hash == bindparam("key")),
+    "handle": _PENDING.where(Token.handle == bindparam("key")),
+}
+
+
+def _find_pending(session: Session, by: str, key: str) -> _Pending | None:
+    """A confirmation token by its nonce hash or handle, with its signature and letter."""
+    row = session.connection().execute(_PENDING_BY[by], {"key": key}).first()
     if row is None:
         return None
     token = Token(
@@ -331,25 +366,12 @@ def _check_pending(found: _Pending, now: datetime) -> LetterRef:
 def _record_confirmation(session: Session, found: _Pending, now: datetime) -> Confirmed:
     """The writes of a confirmation, each conditional, so a racing second click changes nothing."""
     letter = _check_pending(found, now)
-    confirmed = session.execute(
-        update(Signature)
-        .where(Signature.id == found.signature_id, Signature.state == SignatureState.PENDING)
-        .values(state=SignatureState.CONFIRMED, confirmed_at=now, email=None)
-        .execution_options(synchronize_session=False)
-    )
-    if confirmed.rowcount != 1:  # type: ignore[attr-defined]
+    connection = session.connection()
+    spent = {"which": found.signature_id, "now": now}
+    if connection.execute(_CONFIRM, spent).rowcount != 1:
         raise AlreadyConfirmed(letter)
     # Every confirmation link and code of this signature is spent now.
-    session.execute(
-        update(Token)
-        .where(
-            Token.signature_id == found.signature_id,
-            Token.purpose == TokenPurpose.CONFIRM_SIGNATURE,
-            Token.used_at.is_(None),
-        )
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    connection.execute(_SPEND_CONFIRM_TOKENS, spent)
     buckets = counts.bucket_names(found.employer_id, found.affiliation, found.display)
     counts.add(session, letter.id, buckets, +1)
     issued = token_service.prepare(
@@ -408,7 +430,7 @@ def confirm_by_link(reads: Session, writes: Session, link_token: str, now: datet
         raise token_service.TokenInvalid(
             "This link is not valid. It may have been cut short or changed."
         )
-    found = _find_pending(reads, Token.nonce_hash == tokens.hash_nonce(nonce))
+    found = _find_pending(reads, "nonce_hash", tokens.hash_nonce(nonce))
     reads.rollback()  # ends the read and returns its connection before the writes start
     if found is None:
         raise token_service.TokenInvalid("This link is not valid, or it is too old to be used.")
@@ -425,7 +447,7 @@ def confirm_by_code(
     guesses cannot get more tries than the limit; at the limit the code dies. The caller
     commits even when this raises CodeInvalid, so the attempt is remembered.
     """
-    found = _find_pending(reads, Token.handle == handle) if tokens.is_handle(handle) else None
+    found = _find_pending(reads, "handle", handle) if tokens.is_handle(handle) else None
     reads.rollback()  # ends the read and returns its connection before the writes start
     code = tokens.normalize_code(typed_code or "")
     if found is None or found.token.code_hash is None:

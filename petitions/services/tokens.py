@@ -95,9 +95,12 @@ def prepare(
     return IssuedToken(values=values, link_token=tokens.sign_nonce(purpose, nonce), code=code)
 
 
+_INSERT = insert(Token.__table__)
+
+
 def record(session: Session, issued: IssuedToken) -> None:
     """Store a prepared token with one INSERT (no ORM object, no flush)."""
-    session.execute(insert(Token).values(**issued.values))
+    session.connection().execute(_INSERT, issued.values)
 
 
 def issue(
