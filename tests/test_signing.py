@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from petitions.db import new_session
@@ -164,3 +165,47 @@ def test_email_is_queued_not_sent_in_the_request(site, app):
         assert session.scalars(select(Signature)).one().state == SignatureState.PENDING
     site.deliver()
     assert len(site.mailbox.to("queued@example.net")) == 1
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0)
+def test_shared_check_email_page_gives_each_signer_their_own_handle_and_token(site, app):
+    slug = site.letter()
+    signers = []
+    for number in range(3):
+        signer = app.test_client()
+        page = site.sign(slug, f"pat{number}@example.net", client=signer)
+        assert page.status_code == 200
+        signers.append((signer, page.get_data(as_text=True)))
+    assert len({hidden(page, "handle") for _, page in signers}) == 3
+    assert len({csrf_from(page) for _, page in signers}) == 3
+    site.deliver()
+    for number, (signer, page) in enumerate(signers):
+        code = site.mailbox.last_to(f"pat{number}@example.net").code()
+        response = signer.post(
+            "/confirm/code",
+            data={"csrf_token": csrf_from(page), "handle": hidden(page, "handle"), "code": code},
+        )
+        assert "Your signature counts" in response.get_data(as_text=True)
+    # The organizer is logged in, so their view of the letter is never a shared one.
+    assert site.count(slug) == 3
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0)
+def test_shared_confirmed_page_gives_each_signer_their_own_withdrawal_code(site, app):
+    slug = site.letter()
+    shown = []
+    for number in range(3):
+        signer = app.test_client()
+        site.sign(slug, f"wes{number}@example.net", client=signer)
+        page = site.confirm_link(f"wes{number}@example.net", client=signer)
+        assert "Your signature counts" in page.get_data(as_text=True)
+        code = re.search(r'id="withdraw-code">([A-Z0-9-]+)<', page.get_data(as_text=True))
+        assert code
+        shown.append(code.group(1))
+    assert len(set(shown)) == 3
+    assert site.count(slug) == 3
+    # Each code withdraws its own signature.
+    for number, code in enumerate(shown):
+        withdrawn = site.post_form("/withdraw", "/withdraw", {"code": code})
+        assert withdrawn.status_code == 200, withdrawn.get_data(as_text=True)
+        assert site.count(slug) == 2 - number
