@@ -59,9 +59,9 @@ def raw_server(app):
 
 def _queue(app, recipient: str, template: str, **context) -> int:
     with app.test_request_context(), new_session(app) as session:
-        message = queue_email(session, recipient, template, **context)
+        message_id = queue_email(session, recipient, template, **context)
         session.commit()
-        return message.id
+        return message_id
 
 
 def _our_log(caplog) -> str:
