@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from petitions.db import new_session
 from petitions.models import OutboxMessage, Signature, SignatureState, Token
-from tests.conftest import csrf_from, hidden
+from tests.conftest import csrf_from, hidden, sign_fields
 
 
 def test_sign_and_confirm_by_link_counts_once(site):
@@ -209,3 +209,23 @@ def test_shared_confirmed_page_gives_each_signer_their_own_withdrawal_code(site,
         withdrawn = site.post_form("/withdraw", "/withdraw", {"code": code})
         assert withdrawn.status_code == 200, withdrawn.get_data(as_text=True)
         assert site.count(slug) == 2 - number
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0)
+def test_kept_signing_rules_are_forgotten_when_the_organizer_closes_the_letter(site, app):
+    site.organizer()
+    petition_id = site.draft()
+    slug = site.publish(petition_id)
+    signer = app.test_client()
+    fields = sign_fields(signer.get(f"/p/{slug}").get_data(as_text=True))
+    details = {"name": "Sam", "affiliation": "current", "display": "counted"}
+    early = signer.post(f"/p/{slug}/sign", data={**fields, **details, "email": "early@example.net"})
+    assert "Check your email" in early.get_data(as_text=True)
+    closed = site.post_form(f"/letters/{petition_id}", f"/letters/{petition_id}/close", {})
+    assert closed.status_code == 302
+    # The form was open in the signer's tab; it is sent after the letter closed.
+    late = signer.post(f"/p/{slug}/sign", data={**fields, **details, "email": "late@example.net"})
+    assert late.status_code == 400
+    assert "closed" in late.get_data(as_text=True)
+    site.deliver()
+    assert site.mailbox.to("late@example.net") == []

@@ -225,7 +225,7 @@ def count_history_csv(slug: str) -> Response:
 @limiter.limit(SIGN_LIMIT)
 def sign(slug: str):  # type: ignore[no-untyped-def]
     """Take a signature and answer "check your email", whatever the address's history."""
-    rules = signing.rules_for(get_session(write=False), slug) if SLUG.fullmatch(slug) else None
+    rules = _signing_rules(slug) if SLUG.fullmatch(slug) else None
     if rules is None:
         abort(404)
     form = SignForm()
@@ -248,6 +248,22 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         return _letter_page(published(slug), form, 400)
     session.commit()
     return _check_email_page(rules.letter, handle)
+
+
+def _signing_rules(slug: str) -> signing.LetterRules | None:
+    """The letter's signing rules, kept with this process's shared pages (for
+    READ_CACHE_SECONDS, and forgotten after any write this process serves, such as closing
+    the letter). Another process may take signatures for that long after a letter closed;
+    confirming checks again, so none of them can count."""
+    cache = microcache.for_app(current_app)
+    store = cache.pages if cache is not None and cache.seconds else None
+    key = ("signing rules", slug)
+    rules: signing.LetterRules | None = store.get(key) if store is not None else None
+    if rules is None:
+        rules = signing.rules_for(get_session(write=False), slug)
+        if rules is not None and store is not None:
+            store.put(key, rules, 512)
+    return rules
 
 
 def _check_email_page(letter: signing.LetterRef, handle: str) -> str:
