@@ -24,12 +24,13 @@ from flask_wtf.csrf import generate_csrf
 from petitions import microcache
 from petitions.db import get_session, utcnow
 from petitions.firstvisit import FIRST_VISIT, FirstVisit, is_first_visit
-from petitions.forms import CodeForm, SignForm
+from petitions.forms import SignForm
 from petitions.forms.fields import form_started
 from petitions.models import Affiliation, Display, Petition
 from petitions.models.errors import DomainError
 from petitions.security import SIGN_LIMIT, limiter, limits_apply
 from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
+from petitions.views import signer_pages
 from petitions.views.caching import PageWithHoles, conditional
 
 bp = Blueprint("public", __name__)
@@ -89,7 +90,7 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
     return conditional(response, private=True) if request.method == "GET" else response
 
 
-def _shared_page_cache() -> microcache.TimedStore | None:
+def shared_page_cache() -> microcache.TimedStore | None:
     """Where anonymous renderings are kept, or None when this visitor needs their own.
 
     Anonymous means what Flask-Login would find: no user id in the session and no
@@ -170,7 +171,7 @@ def letter(slug: str) -> Response:
     """A published letter, its numbers, and (while open) the sign form."""
     if not SLUG.fullmatch(slug):
         abort(404)
-    pages = _shared_page_cache()
+    pages = shared_page_cache()
     if pages is not None:
         return _anonymous_letter_page(slug, pages)
     return _letter_page(published(slug), SignForm())
@@ -247,7 +248,7 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         form.email.errors.append(str(exc))
         return _letter_page(published(slug), form, 400)
     session.commit()
-    return _check_email_page(rules.letter, handle)
+    return signer_pages.check_email(rules.letter, handle)
 
 
 def _signing_rules(slug: str) -> signing.LetterRules | None:
@@ -264,20 +265,3 @@ def _signing_rules(slug: str) -> signing.LetterRules | None:
         if rules is not None and store is not None:
             store.put(key, rules, 512)
     return rules
-
-
-def _check_email_page(letter: signing.LetterRef, handle: str) -> str:
-    """The "check your email" page: rendered once a second per letter for anonymous signers,
-    who each get their own CSRF token and code-form handle spliced in."""
-    pages = _shared_page_cache()
-    key = ("check_email", letter.slug)
-    rendered: PageWithHoles | None = pages.get(key) if pages is not None else None
-    if rendered is not None:
-        return rendered.fill({"csrf_token": generate_csrf(), "handle": handle})
-    html = render_template(
-        "sign/check_email.html", petition=letter, code_form=CodeForm(handle=handle)
-    )
-    if pages is not None:
-        rendered = PageWithHoles.cut(html, {"csrf_token": generate_csrf(), "handle": handle})
-        pages.put(key, rendered, rendered.size)
-    return html

@@ -15,8 +15,7 @@ from petitions.security import CODE_LIMIT, RESEND_LIMIT, limiter
 from petitions.services import signing
 from petitions.services import tokens as token_service
 from petitions.services.tokens import TokenExpired, TokenInvalid, TokenUsed
-from petitions.views import public
-from petitions.views.caching import PageWithHoles
+from petitions.views import signer_pages
 
 bp = Blueprint("signing", __name__)
 
@@ -27,22 +26,6 @@ def private(response):  # type: ignore[no-untyped-def]
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
-
-
-def _confirmed_page(result: signing.Confirmed) -> str:
-    """The page shown once after confirming: rendered once a second per letter for anonymous
-    signers, each getting their own withdrawal link and code spliced in."""
-    pages = public._shared_page_cache()
-    key = ("confirmed", result.petition.slug)
-    holes = {"withdraw_url": result.withdraw_url, "withdraw_code": result.withdraw_code}
-    rendered: PageWithHoles | None = pages.get(key) if pages is not None else None
-    if rendered is not None:
-        return rendered.fill(holes)
-    html = render_template("sign/confirmed.html", result=result)
-    if pages is not None:
-        rendered = PageWithHoles.cut(html, holes)
-        pages.put(key, rendered, rendered.size)
-    return html
 
 
 #: everything that stops a confirmation, each shown on the problem page
@@ -92,7 +75,7 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
     except CANNOT_CONFIRM as exc:
         return _problem(exc)
     session.commit()
-    return _confirmed_page(result)
+    return signer_pages.confirmed(result)
 
 
 @bp.post("/confirm/code")
@@ -117,7 +100,7 @@ def confirm_code():  # type: ignore[no-untyped-def]
     except CANNOT_CONFIRM as exc:
         return _problem(exc)
     session.commit()
-    return _confirmed_page(result)
+    return signer_pages.confirmed(result)
 
 
 @bp.post("/confirm/resend")
