@@ -51,8 +51,9 @@ class Config:
     MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
     MAIL_RETRY_BASE = float(os.environ.get("MAIL_RETRY_BASE", "30"))
 
-    #: Flask-Limiter storage: memory:// for one process, redis://host:6379 to share across workers
-    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    #: Flask-Limiter storage: inprocess:// (petitions/ratelimit_storage.py) for one process,
+    #: redis://host:6379 to share across workers
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "inprocess://")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "undersigned")
     #: how many proxies in front of the app set X-Forwarded-For; 0 trusts none
