@@ -23,6 +23,7 @@ action) empties this process's caches, and other processes catch up within the T
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class TimedStore:
         self.clock = clock
         self._entries: dict[Any, tuple[float, int, Any]] = {}
         self._bytes = 0
+        # gunicorn's sync workers have one thread, but `flask run` and threaded servers more
+        self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any | None:
         """The value stored under `key`, or None when absent or older than `seconds`."""
@@ -104,10 +107,14 @@ class TimedStore:
         then oldest, entries."""
         if not self.seconds or size > self.max_bytes:
             return
+        with self._lock:
+            self._put(key, value, size, expires)
+
+    def _put(self, key: Any, value: Any, size: int, expires: float | None) -> None:
         self._drop(key)
         if self._bytes + size > self.max_bytes:
             now = self.clock()
-            for old in [k for k, (expires, _, _) in self._entries.items() if expires <= now]:
+            for old in [k for k, (until, _, _) in self._entries.items() if until <= now]:
                 self._drop(old)
             while self._entries and self._bytes + size > self.max_bytes:
                 self._drop(next(iter(self._entries)))
@@ -120,8 +127,9 @@ class TimedStore:
 
     def clear(self) -> None:
         """Forget everything."""
-        self._entries.clear()
-        self._bytes = 0
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)

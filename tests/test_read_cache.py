@@ -16,6 +16,7 @@ from flask import Flask
 from petitions import create_app
 from petitions.db import get_engine
 from petitions.firstvisit import FirstVisitPage
+from petitions.microcache import TimedStore
 from petitions.security import API_LIMIT
 from tests.conftest import csrf_from, hidden, make_config
 
@@ -353,3 +354,27 @@ def test_first_visits_with_a_cookie_or_a_condition_go_through_flask(site, app, c
     head = app.test_client().head(f"/p/{slug}")
     assert head.status_code == 200
     assert head.get_data() == b""
+
+
+def test_the_stores_are_bounded_in_bytes_and_time():
+    clock = Clock()
+    store = TimedStore(1.0, max_bytes=100, clock=clock)
+    store.put("a", "A", 40)
+    store.put("b", "B", 40)
+    store.put("too big", "X", 101)
+    assert store.get("too big") is None
+    store.put("c", "C", 40)  # no room: the oldest goes
+    assert (store.get("a"), store.get("b"), store.get("c")) == (None, "B", "C")
+    clock.now += 0.5
+    store.put("d", "D", 40)
+    assert (store.get("b"), store.get("c"), store.get("d")) == (None, "C", "D")
+    clock.now += 0.6  # c is now older than a second; d is not
+    assert (store.get("c"), store.get("d")) == (None, "D")
+    store.put("e", "E", 60)  # expired c makes room before anyone younger goes
+    assert (store.get("d"), store.get("e")) == ("D", "E")
+    store.clear()
+    assert store.get("d") is None
+    assert len(store) == 0
+    off = TimedStore(0.0, max_bytes=100, clock=clock)
+    off.put("a", "A", 1)
+    assert off.get("a") is None
