@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,8 +72,17 @@ def email_field(label: str, required: bool = True, disposable_ok: bool = True) -
     )
 
 
+_STAMP: list[Any] = [None, ""]
+
+
 def form_started() -> str:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form").dumps(1)
+    """The signed "form shown at" stamp. It signs the time in whole seconds, so it is the same
+    for everyone within a second, and is made once a second."""
+    key = (current_app.config["SECRET_KEY"], int(time.time()))
+    if _STAMP[0] != key:
+        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form")
+        _STAMP[:] = [key, serializer.dumps(1)]
+    return str(_STAMP[1])
 
 
 class FilledByAPerson:
