@@ -251,12 +251,14 @@ class MicroCache:
         if visit is not None and self.first_visits is not None and sent:
             body = _read(body_iter)
             page = self.first_visits.learn(environ, visit, sent[0], sent[1], body)
-            if page is not None:
+            if page is not None and len(body) <= self.max_answer:
                 self.answers.put(key, page, 2 * len(body), expires=visit.expires)
             return [body]
         if mark is None or not sent or not _keepable(sent[0], sent[1]):
             return body_iter
         body = _read(body_iter)
+        if len(body) > self.max_answer:
+            return [body]
         budget = self.budgets.get(mark)
         per_client = budget.header_names if budget is not None else frozenset()
         headers = [(name, value) for name, value in sent[1] if name.lower() not in per_client]
