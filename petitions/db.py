@@ -124,12 +124,16 @@ def get_session(*, write: bool | None = None) -> Session:
     """The session of the current request, opened on first use.
 
     POST requests write, so on SQLite their transaction takes the write lock at once. A POST
-    that reads before it writes asks for `write=False` for those reads: a second session that
-    never takes the lock, so the lock is held only while the writes run.
+    that reads before it writes asks for `write=False` for those reads: on SQLite a second
+    session that never takes the lock, so the lock is held only while the writes run. Such a
+    POST ends its reads (commit or rollback) before writing, since elsewhere it is one session.
     """
     if write is None:
         write = not has_request_context() or request.method not in {"GET", "HEAD", "OPTIONS"}
-    key = "db_session" if write else "db_read_session"
+    # Only SQLite needs the second session: elsewhere reads never wait for writers, and one
+    # connection saves a pool checkout (and its ping) per request.
+    separate = current_app.extensions["db_engine"].dialect.name == "sqlite"
+    key = "db_session" if write or not separate else "db_read_session"
     session = g.get(key)
     if session is None:
         session = new_session(current_app, write=write)
