@@ -174,6 +174,14 @@ def get_session(*, write: bool | None = None) -> Session:
     return session
 
 
+def end_reads() -> None:
+    """End the request's read-only session's transaction, if it has one of its own (SQLite),
+    so that its connection goes back to the pool before the writes take another."""
+    session = g.get("db_read_session")
+    if session is not None:
+        session.rollback()
+
+
 def close_session(_exc: BaseException | None = None) -> None:
     """Roll back anything uncommitted and return the connections to the pool."""
     for key in ("db_read_session", "db_session"):

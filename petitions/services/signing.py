@@ -166,7 +166,6 @@ _SPEND_CONFIRM_TOKENS = (
 def rules_for(session: Session, slug: str) -> LetterRules | None:
     """The signing rules of the public letter at `slug`; None for drafts, hidden and unknown."""
     rows = session.connection().execute(_RULES, {"slug": slug}).all()
-    session.rollback()  # ends the read and returns its connection before any writes start
     if not rows or rows[0].state == PetitionState.DRAFT or rows[0].hidden_at is not None:
         return None
     first = rows[0]
@@ -431,7 +430,8 @@ def confirm_by_link(reads: Session, writes: Session, link_token: str, now: datet
             "This link is not valid. It may have been cut short or changed."
         )
     found = _find_pending(reads, "nonce_hash", tokens.hash_nonce(nonce))
-    reads.rollback()  # ends the read and returns its connection before the writes start
+    if reads is not writes:  # SQLite: end the read, so its connection goes back to the pool
+        reads.rollback()
     if found is None:
         raise token_service.TokenInvalid("This link is not valid, or it is too old to be used.")
     _check_pending(found, now)
@@ -448,7 +448,8 @@ def confirm_by_code(
     commits even when this raises CodeInvalid, so the attempt is remembered.
     """
     found = _find_pending(reads, "handle", handle) if tokens.is_handle(handle) else None
-    reads.rollback()  # ends the read and returns its connection before the writes start
+    if reads is not writes:  # SQLite: end the read, so its connection goes back to the pool
+        reads.rollback()
     code = tokens.normalize_code(typed_code or "")
     if found is None or found.token.code_hash is None:
         raise CodeInvalid("That code is not right. Check the email and try again.")

@@ -22,7 +22,7 @@ from flask import session as browser_session
 from flask_wtf.csrf import generate_csrf
 
 from petitions import microcache
-from petitions.db import get_session, utcnow
+from petitions.db import end_reads, get_session, utcnow
 from petitions.firstvisit import FIRST_VISIT, FirstVisit, is_first_visit
 from petitions.forms import SignForm
 from petitions.forms.fields import form_started
@@ -262,6 +262,7 @@ def _signing_rules(slug: str) -> signing.LetterRules | None:
     rules: signing.LetterRules | None = store.get(key) if store is not None else None
     if rules is None:
         rules = signing.rules_for(get_session(write=False), slug)
+        end_reads()
         if rules is not None and store is not None:
             store.put(key, rules, 512)
     return rules
