@@ -164,3 +164,37 @@ def test_pages_carry_no_inline_script(app, world):
         assert "<script" not in html
         assert " style=" not in html
         assert " onclick=" not in html
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0)
+def test_security_headers_survive_the_read_cache(app, world):
+    """Answers replayed from the read cache (and first visits made from a template) carry
+    the same security headers, HSTS only over https."""
+    slug = world["values"]["slug"]
+    for path in (f"/p/{slug}", f"/api/v1/petitions/{slug}", f"/p/{slug}/badge.svg", "/feed.atom"):
+        for _ in range(3):  # the first fills the cache, the others are replayed
+            plain = app.test_client().get(path)
+            assert plain.status_code == 200, path
+            assert plain.headers["Content-Security-Policy"] == CSP, path
+            assert plain.headers["X-Frame-Options"] == "DENY", path
+            assert plain.headers["X-Content-Type-Options"] == "nosniff", path
+            assert "Strict-Transport-Security" not in plain.headers, path
+            secure = app.test_client().get(path, base_url="https://localhost")
+            assert secure.headers["Strict-Transport-Security"].startswith("max-age="), path
+
+
+@pytest.mark.config(RATELIMIT_ENABLED=True)
+def test_limits_apply_where_declared_and_only_there(app, world):
+    """Flask-Limiter's hooks are skipped on endpoints without a limit; the limits stay."""
+    visitor, slug = world["visitor"], world["values"]["slug"]
+    for path in ("/healthz", f"/p/{slug}", f"/p/{slug}/badge.svg"):
+        assert "X-RateLimit-Limit" not in visitor.get(path).headers, path
+    api = visitor.get(f"/api/v1/petitions/{slug}")
+    assert api.headers["X-RateLimit-Limit"] == "300"
+    assert api.headers["X-RateLimit-Remaining"] == "299"
+    html = visitor.get(f"/p/{slug}").get_data(as_text=True)
+    statuses = [
+        visitor.post(f"/p/{slug}/sign", data={"csrf_token": csrf_from(html)}).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [400] * 10 + [429]
