@@ -134,6 +134,15 @@ class FirstVisits:
             length_at=names.index("content-length"),
             date_at=names.index("date"),
         )
+        # Nothing of this visitor's may stay in what others will be sent.
+        holes = {cookies[0], page.etag_at, page.length_at, page.date_at}
+        own = (visit.csrf_secret, visit.csrf_token, value)
+        static = [header for i, header in enumerate(headers) if i not in holes]
+        if any(mine in text for mine in own for header in static for text in header):
+            return None
+        filled = visit.page.fill({"csrf_token": "", "started": ""})
+        if any(mine in filled for mine in own):
+            return None
         date = headers[page.date_at][1]
         rebuilt = page.build(visit.csrf_secret, visit.csrf_token, value, visit.stamp, date)
         return page if rebuilt == (headers, body) else None
