@@ -16,8 +16,9 @@ pages already say "Counts as of". So each web process keeps, for `READ_CACHE_SEC
 
 Only a 200 of a `@shared` view, with no Set-Cookie and no `private`/`no-store`, is kept, so
 nothing that depends on a visitor's session is ever replayed to someone else. Memory is
-bounded in bytes; a successful write request (a confirmation, an organizer's or admin's
-action) empties this process's caches, and other processes catch up within the TTL.
+bounded (8 MB a store, 1 MB an answer); a successful write request (a confirmation, an
+organizer's or admin's action) empties this process's caches, and other processes catch up
+within the TTL.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class MicroCache:
         self,
         app: WSGIApp,
         seconds: float,
-        max_bytes: int = 32 * 1024 * 1024,
+        max_bytes: int = 8 * 1024 * 1024,
         max_answer: int = 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
