@@ -15,7 +15,6 @@ with no cookie at all are then answered before Flask (see `petitions.firstvisit`
 from __future__ import annotations
 
 import re
-import time
 
 from flask import Blueprint, Response, abort, current_app, make_response, render_template, request
 from flask import session as browser_session
@@ -106,15 +105,6 @@ def shared_page_cache() -> microcache.TimedStore | None:
     return cache.pages
 
 
-def _form_stamp(_memo: list[object] = [None, ""]) -> str:  # noqa: B006 - a one-second memo
-    """`form_started()`, which is the same for everyone within a second (it signs the time
-    in whole seconds), made once a second."""
-    key = (current_app.config["SECRET_KEY"], int(time.time()))
-    if _memo[0] != key:
-        _memo[:] = [key, form_started()]
-    return str(_memo[1])
-
-
 def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
     """The letter's page from this process's rendering of it, with this visitor's token."""
     page = _page_number()
@@ -128,7 +118,7 @@ def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:
             html, {"csrf_token": generate_csrf(), "started": form.started.data}
         )
         pages.put(key, rendered, rendered.size)
-    token, stamp = generate_csrf(), _form_stamp()
+    token, stamp = generate_csrf(), form_started()
     html = rendered.fill({"csrf_token": token, "started": stamp})
     # The page lists signers: keep it out of search engines.
     response = make_response(html, 200, {"X-Robots-Tag": "noindex"})
