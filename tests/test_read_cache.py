@@ -378,3 +378,20 @@ def test_the_stores_are_bounded_in_bytes_and_time():
     off = TimedStore(0.0, max_bytes=100, clock=clock)
     off.put("a", "A", 1)
     assert off.get("a") is None
+
+
+def test_a_closed_letter_is_served_from_the_cache_without_a_form(site, app, clock):
+    site.organizer()
+    petition_id = site.draft("Drop the ICE contract")
+    slug = site.publish(petition_id)
+    reader = app.test_client()
+    assert 'name="started"' in reader.get(f"/p/{slug}").get_data(as_text=True)
+    closed = site.post_form(f"/letters/{petition_id}", f"/letters/{petition_id}/close", {})
+    assert closed.status_code == 302
+    pages = [app.test_client().get(f"/p/{slug}") for _ in range(3)]
+    for page in pages:
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        assert "This letter is closed" in html
+        assert 'name="started"' not in html
+    assert len({page.headers["ETag"] for page in pages}) == 3

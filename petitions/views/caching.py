@@ -100,9 +100,9 @@ class PageWithHoles:
     @classmethod
     def cut(cls, html: str, values: dict[str, str]) -> PageWithHoles:
         """Cut the visitor's `values` (hole name → value as rendered) out of `html`."""
-        by_value = {value: name for name, value in values.items()}
+        by_value = {value: name for name, value in values.items() if value}
         pattern = "|".join(re.escape(value) for value in sorted(by_value, key=len, reverse=True))
-        pieces = re.split(f"({pattern})", html)
+        pieces = re.split(f"({pattern})", html) if pattern else [html]
         parts = tuple(piece if i % 2 == 0 else by_value[piece] for i, piece in enumerate(pieces))
         return cls(parts, content_digest(html.encode()))
 
