@@ -151,6 +151,8 @@ class CachedAnswer:
     budget: Budget | None
     #: where the Date header Werkzeug added is, to be given the time of each replay
     date_at: int
+    #: where the rate-limit headers were, to put each client's own back in their place
+    limits_at: int
 
 
 def _http_date_now(_cached: list[Any] = [None, ""]) -> str:  # noqa: B006 - a one-second memo
@@ -229,7 +231,7 @@ class MicroCache:
                 extra = None
             if extra is None:  # over the limit: Flask answers the 429, as for any request
                 return self.app(environ, start_response)
-            headers += extra
+            headers[answer.limits_at : answer.limits_at] = extra
         if environ["REQUEST_METHOD"] == "GET" and not any(name in environ for name in _CONDITIONAL):
             start_response(answer.status, headers)
             return [answer.body]
@@ -263,9 +265,12 @@ class MicroCache:
         budget = self.budgets.get(mark)
         per_client = budget.header_names if budget is not None else frozenset()
         headers = [(name, value) for name, value in sent[1] if name.lower() not in per_client]
+        limits_at = next(
+            (i for i, (name, _) in enumerate(sent[1]) if name.lower() in per_client), len(headers)
+        )
         names = [name.lower() for name, _ in headers]
         date_at = names.index("date") if "date" in names else -1
-        answer = CachedAnswer(sent[0], headers, body, budget, date_at)
+        answer = CachedAnswer(sent[0], headers, body, budget, date_at, limits_at)
         self.answers.put(key, answer, len(body) + 64 * len(headers))
         return [body]
 

@@ -179,6 +179,10 @@ def test_replayed_api_answers_are_charged_to_the_shared_limit(site, clock):
     assert remaining == list(range(allowed - 1, -1, -1))
     assert {answer.headers["X-RateLimit-Limit"] for answer in answers} == {str(allowed)}
     assert all(int(answer.headers["Retry-After"]) > 0 for answer in answers)
+    # A replayed answer has the first one's headers, the client's own limit in its place.
+    assert [name for name, _ in answers[1].headers.items()] == [
+        name for name, _ in answers[0].headers.items()
+    ]
     # The next one is over the budget, whether it would be replayed or not.
     for path in (f"/api/v1/petitions/{slug}", "/api/v1/petitions"):
         limited = reader.get(path)
