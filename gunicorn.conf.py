@@ -25,7 +25,9 @@ errorlog = "-"  # stderr
 # Each worker builds its own app, so no database connection is shared across a fork.
 preload_app = False
 
-# Recycle workers now and then so a slow leak cannot grow without bound; jitter keeps them from
-# all restarting at once.
-max_requests = 10_000
-max_requests_jitter = 1_000
+# Recycle workers now and then so a slow leak cannot grow without bound. Cached reads are
+# answered thousands of times a second, and a worker takes a second or two to boot: with a
+# narrow jitter every worker reached the limit within the same second and all restarted at
+# once, leaving nobody to answer. A jitter half the limit spreads restarts out.
+max_requests = 100_000
+max_requests_jitter = 50_000
