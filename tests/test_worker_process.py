@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
+
+import pytest
 
 from petitions.db import new_session
 from petitions.mail import queue_email
@@ -63,3 +66,34 @@ def test_worker_keeps_running_while_the_database_is_down(mailbox):
     finally:
         errors = _stop(worker)
     assert "worker pass failed" in errors
+
+
+def _main_file_digest(database_url: str) -> str:
+    path = database_url.removeprefix("sqlite:///")
+    with open(path, "rb") as main_file:
+        return hashlib.sha256(main_file.read()).hexdigest()
+
+
+def test_worker_checkpoints_the_sqlite_log_so_requests_need_not(app, database_url, mailbox):
+    """Commits leave their pages in the -wal file (web connections checkpoint only past
+    10,000 pages); the running worker copies them into the database file within seconds."""
+    if not database_url.startswith("sqlite:///"):
+        pytest.skip("SQLite only: PostgreSQL manages its own write-ahead log")
+    with app.app_context():
+        engine = app.extensions["db_engine"]
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    worker = _worker(database_url, mailbox.port)
+    try:
+        time.sleep(2)  # the worker's first pass: purge, snapshot, its first checkpoint
+        before = _main_file_digest(database_url)
+        with app.test_request_context(), new_session(app) as session:
+            for number in range(50):
+                queue_email(session, f"wal{number}@example.net", "already_signed")
+            session.commit()
+        deadline = time.monotonic() + 15
+        while _main_file_digest(database_url) == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _main_file_digest(database_url) != before
+    finally:
+        _stop(worker)

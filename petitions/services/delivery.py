@@ -308,11 +308,13 @@ def run_forever(
     purge_every: float = 600.0,
     scrub_every: float = 60.0,
     snapshot_every: float = 60.0,
+    checkpoint_every: float = 1.0,
 ) -> None:
     """Deliver mail as it becomes due; purge expired pending signatures, record the count
-    history (hourly rows and milestones) and scrub the SQLite write-ahead log every so often."""
+    history (hourly rows and milestones) and scrub the SQLite write-ahead log every so often;
+    on SQLite, checkpoint the log every `checkpoint_every` seconds so web requests need not."""
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    next_purge = next_scrub = next_snapshot = 0.0
+    next_purge = next_scrub = next_snapshot = next_checkpoint = 0.0
     while True:
         report = DeliveryReport()
         try:
@@ -329,6 +331,10 @@ def run_forever(
             if time.monotonic() >= next_scrub:
                 next_scrub = time.monotonic() + scrub_every
                 checkpoint_sqlite(get_engine(app))
+            elif time.monotonic() >= next_checkpoint:
+                # Copy the web requests' WAL pages into the database here, off their path.
+                next_checkpoint = time.monotonic() + checkpoint_every
+                checkpoint_sqlite(get_engine(app), "PASSIVE")
         except Exception:
             # A database outage or one bad housekeeping pass must not stop the mail: log
             # (no message content) and try again shortly.
