@@ -31,7 +31,8 @@ from werkzeug.http import http_date
 FIRST_VISIT = "undersigned.first_visit"
 #: Flask-WTF's salt for CSRF tokens
 CSRF_SALT = "wtf-csrf-token"
-_CONDITIONAL = (
+#: request headers that make an answer depend on the client's copy: Werkzeug decides those
+CONDITIONAL_HEADERS = (
     "HTTP_IF_NONE_MATCH",
     "HTTP_IF_MATCH",
     "HTTP_IF_MODIFIED_SINCE",
@@ -61,7 +62,7 @@ def is_first_visit(environ: dict[str, Any]) -> bool:
     return (
         environ.get("REQUEST_METHOD") == "GET"
         and "HTTP_COOKIE" not in environ
-        and not any(name in environ for name in _CONDITIONAL)
+        and not any(name in environ for name in CONDITIONAL_HEADERS)
     )
 
 

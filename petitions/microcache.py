@@ -34,19 +34,10 @@ from flask import Flask, Response, request
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from petitions.firstvisit import FIRST_VISIT, FirstVisit, FirstVisits
+from petitions.firstvisit import CONDITIONAL_HEADERS, FIRST_VISIT, FirstVisit, FirstVisits
 
 #: environ key a `@shared` view sets: the name of its blueprint ("" for none)
 SHARED = "undersigned.shared"
-#: request headers that make an answer depend on the client's copy: Werkzeug decides those
-_CONDITIONAL = (
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-    "HTTP_IF_RANGE",
-    "HTTP_RANGE",
-)
 #: writes that change nothing the public reads, so they keep the caches (signing only
 #: makes a pending signature; logging in changes only the visitor's own session)
 QUIET_ENDPOINTS = frozenset({"public.sign"})
@@ -232,7 +223,9 @@ class MicroCache:
             if extra is None:  # over the limit: Flask answers the 429, as for any request
                 return self.app(environ, start_response)
             headers[answer.limits_at : answer.limits_at] = extra
-        if environ["REQUEST_METHOD"] == "GET" and not any(name in environ for name in _CONDITIONAL):
+        if environ["REQUEST_METHOD"] == "GET" and not any(
+            name in environ for name in CONDITIONAL_HEADERS
+        ):
             start_response(answer.status, headers)
             return [answer.body]
         response = WerkzeugResponse(answer.body, status=answer.status, headers=headers)

@@ -103,27 +103,12 @@ def record(session: Session, issued: IssuedToken) -> None:
     session.connection().execute(_INSERT, issued.values)
 
 
-def issue(
-    session: Session,
-    purpose: TokenPurpose,
-    now: datetime,
-    *,
-    signature_id: int | None = None,
-    user_id: int | None = None,
-    with_code: bool = False,
-    long_code: bool = False,
-    max_age: int | None = None,
-) -> IssuedToken:
-    """Create a token for one purpose and one signature or user, as an ORM row in `session`."""
-    issued = prepare(
-        purpose,
-        now,
-        signature_id=signature_id,
-        user_id=user_id,
-        with_code=with_code,
-        long_code=long_code,
-        max_age=max_age,
-    )
+def issue(session: Session, purpose: TokenPurpose, now: datetime, **options: Any) -> IssuedToken:
+    """Create a token for one purpose and one signature or user, as an ORM row in `session`.
+
+    `options` are those of `prepare`.
+    """
+    issued = prepare(purpose, now, **options)
     issued.row = Token(**issued.values)
     session.add(issued.row)
     session.flush()
