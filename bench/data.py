@@ -110,7 +110,7 @@ def _now_param() -> object:
     return bindparam("now", utcnow(), type_=UTCDateTime())
 
 
-def seed_letter(engine: Engine, confirmed: int) -> Letter:
+def seed_letter(engine: Engine, confirmed: int, slug: str = SLUG) -> Letter:
     """An organizer, an open letter with one employer domain, and `confirmed` verified supporters.
 
     Address hashes are SHA-256 of a seed label: 64 random-looking hex characters like the real
@@ -137,9 +137,10 @@ def seed_letter(engine: Engine, confirmed: int) -> Letter:
             text(
                 "INSERT INTO users (email, display_name, password_hash, email_confirmed_at,"
                 " session_version, is_admin, created_at)"
-                " VALUES ('organizer@bench.example', 'Bench Organizer', '!', :now, 1, false, :now)"
+                " VALUES (:email, 'Bench Organizer', '!', :now, 1, false, :now)"
                 " RETURNING id"
-            ).bindparams(_now_param())
+            ).bindparams(_now_param()),
+            {"email": f"organizer-{slug}@bench.example"},
         ).scalar_one()
         petition_id = connection.execute(
             text(
@@ -149,7 +150,7 @@ def seed_letter(engine: Engine, confirmed: int) -> Letter:
                 " 'Jane Doe, CEO, Example Corp', :body, 2000000, :slug, 'open', true, 10,"
                 " :now, :now, :now) RETURNING id"
             ).bindparams(_now_param()),
-            {"user": user_id, "body": LETTER_BODY, "slug": SLUG},
+            {"user": user_id, "body": LETTER_BODY, "slug": slug},
         ).scalar_one()
         employer_id = connection.execute(
             text(
@@ -179,7 +180,7 @@ def seed_letter(engine: Engine, confirmed: int) -> Letter:
         # What autovacuum would have done by the time a letter has a million signatures.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
-    return Letter(petition_id=petition_id, employer_id=employer_id, slug=SLUG, seeded=confirmed)
+    return Letter(petition_id=petition_id, employer_id=employer_id, slug=slug, seeded=confirmed)
 
 
 def in_process_app(env: dict[str, str]) -> Flask:

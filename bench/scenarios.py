@@ -151,6 +151,60 @@ def read(site: Site, load: Load, name: str, path: str, hello: float) -> Row:
     return row
 
 
+#: the reads compared between the large letter and a small one
+READS = (
+    ("letter page GET", "/p/{slug}"),
+    ("API count GET", "/api/v1/petitions/{slug}"),
+    ("badge GET", "/p/{slug}/badge.svg"),
+)
+
+
+@dataclass
+class Paired:
+    """One read measured on two letters of one database, in alternating short runs."""
+
+    scenario: str
+    small: int
+    large: int
+    small_rates: list[float] = field(default_factory=list)
+    large_rates: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def change(self) -> float:
+        """The large letter's median rate over the small one's, minus one."""
+        return _median(self.large_rates) / _median(self.small_rates) - 1
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def paired_reads(site: Site, small: data.Letter, load: Load, rounds: int) -> list[Paired]:
+    """Each read on the small and the large letter, in turns, `rounds` times each.
+
+    Both letters live in the same database behind the same server, so the comparison sees
+    the letter's size and not how busy the machine was a quarter of an hour earlier.
+    """
+    found = []
+    for scenario, path in READS:
+        pair = Paired(scenario, small.seeded, site.letter.seeded)
+        both = [(small, pair.small_rates), (site.letter, pair.large_rates)]
+        for number in range(rounds):
+            # Small first, then large first, and so on: a drift favours neither.
+            for letter, rates in both if number % 2 == 0 else both[::-1]:
+                url = site.base + path.format(slug=letter.slug)
+                common = {"connections": load.connections, "threads": load.threads}
+                wrk(url, "get.lua", seconds=load.warmup, **common)
+                result = wrk(url, "get.lua", seconds=max(load.duration / 2, 1), **common)
+                rates.append(result.rate)
+                pair.errors += result.errors
+        found.append(pair)
+    return found
+
+
 def sign(site: Site, load: Load, hello: float) -> Row:
     """POST the sign form, each request a new address; then check the rows really exist."""
     row = Row("sign POST", site.database, site.letter.seeded, hello_rate=hello)

@@ -38,7 +38,17 @@ from bench.procs import (
     wait_for_http,
 )
 from bench.report import MailWorker, Results, render
-from bench.scenarios import Row, Site, confirm, email_latency, mixed, read, sign
+from bench.scenarios import (
+    READS,
+    Row,
+    Site,
+    confirm,
+    email_latency,
+    mixed,
+    paired_reads,
+    read,
+    sign,
+)
 from bench.scenarios import wait_for_empty_outbox as wait_outbox
 
 RESULTS = ROOT / "bench" / "results"
@@ -231,6 +241,8 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
     engine = data.bench_engine(url)
     started = time.monotonic()
     letter = data.seed_letter(engine, size)
+    # Beside the large letter, a small one, for reads compared in the same database and run.
+    small = data.seed_letter(engine, s.sizes[0], f"{data.SLUG}-small") if large else None
     run.results.settings.append(
         f"{kind}: seeded {size:,} verified signatures in {time.monotonic() - started:.1f} s"
     )
@@ -245,13 +257,14 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
         site = Site(kind, port, letter, engine, app, run.sink_log, run.work_dir, tag)
         site.open_letter()
         slug = letter.slug
-        for name, path in (
-            ("letter page GET", f"/p/{slug}"),
-            ("API count GET", f"/api/v1/petitions/{slug}"),
-            ("badge GET", f"/p/{slug}/badge.svg"),
-        ):
-            results.rows.append(read(site, s.load, name, path, hello))
+        for name, path in READS:
+            results.rows.append(read(site, s.load, name, path.format(slug=slug), hello))
             check_row(results.rows[-1], results)
+        if small is not None:
+            results.paired[kind] = paired_reads(site, small, s.load, 1 if s.smoke else 3)
+            for pair in results.paired[kind]:
+                if pair.errors:
+                    results.problems.append(f"{pair.scenario} paired on {kind}: errors")
         results.rows.append(sign(site, s.load, hello))
         check_row(results.rows[-1], results)
         sign_rate = results.rows[-1].result.rate if results.rows[-1].result else 0
