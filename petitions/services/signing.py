@@ -212,11 +212,6 @@ def sign(session: Session, rules: LetterRules, request: SignRequest, now: dateti
     }
     address_hash = tokens.hash_address(canonical)
     issued = token_service.prepare(TokenPurpose.CONFIRM_SIGNATURE, now, with_code=True)
-    mail = {
-        "url": confirm_url(issued.link_token),
-        "code": issued.display_code,
-        "max_age_days": current_app.config["TOKEN_MAX_AGE"] // 86400,
-    }
     petition_id = rules.letter.id
     # A second signature from one address is refused by the unique constraint, races included.
     params = {
@@ -251,16 +246,12 @@ def sign(session: Session, rules: LetterRules, request: SignRequest, now: dateti
         )
         signature_id = existing.id
     issued.values["signature_id"] = signature_id
-    token_service.record(session, issued)
-    queue_email(session, request.email, "confirm_signature", **mail)
-    return issued.handle
+    return _mail_confirmation(session, issued, request.email)
 
 
-def _mail_confirmation(session: Session, signature_id: int, email: str, now: datetime) -> str:
-    """Issue a link and code for a pending signature and queue the discreet email; the handle."""
-    issued = token_service.prepare(
-        TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature_id, with_code=True
-    )
+def _mail_confirmation(session: Session, issued: token_service.IssuedToken, email: str) -> str:
+    """Store a prepared confirmation token and queue the discreet email with its link and code;
+    the handle for the code-entry form."""
     token_service.record(session, issued)
     queue_email(
         session,
@@ -362,9 +353,11 @@ def _check_pending(found: _Pending, now: datetime) -> LetterRef:
     return found.letter
 
 
-def _record_confirmation(session: Session, found: _Pending, now: datetime) -> Confirmed:
-    """The writes of a confirmation, each conditional, so a racing second click changes nothing."""
-    letter = _check_pending(found, now)
+def _record_confirmation(
+    session: Session, found: _Pending, letter: LetterRef, now: datetime
+) -> Confirmed:
+    """The writes of a confirmation that `_check_pending` allowed, each conditional, so a
+    racing second click changes nothing."""
     connection = session.connection()
     spent = {"which": found.signature_id, "now": now}
     if connection.execute(_CONFIRM, spent).rowcount != 1:
@@ -434,8 +427,7 @@ def confirm_by_link(reads: Session, writes: Session, link_token: str, now: datet
         reads.rollback()
     if found is None:
         raise token_service.TokenInvalid("This link is not valid, or it is too old to be used.")
-    _check_pending(found, now)
-    return _record_confirmation(writes, found, now)
+    return _record_confirmation(writes, found, _check_pending(found, now), now)
 
 
 def confirm_by_code(
@@ -453,7 +445,7 @@ def confirm_by_code(
     code = tokens.normalize_code(typed_code or "")
     if found is None or found.token.code_hash is None:
         raise CodeInvalid("That code is not right. Check the email and try again.")
-    _check_pending(found, now)
+    letter = _check_pending(found, now)
     limit = current_app.config["CODE_MAX_ATTEMPTS"]
     attempts = writes.execute(
         update(Token)
@@ -469,7 +461,7 @@ def confirm_by_code(
         if left <= 0:
             raise CodeLocked("Too many wrong codes. Ask for a fresh email to get a new one.")
         raise CodeInvalid(f"That code is not right. {left} more {'try' if left == 1 else 'tries'}.")
-    return _record_confirmation(writes, found, now)
+    return _record_confirmation(writes, found, letter, now)
 
 
 def resend(session: Session, row: Token, now: datetime) -> str | None:
@@ -480,7 +472,10 @@ def resend(session: Session, row: Token, now: datetime) -> str | None:
     signature = session.get(Signature, row.signature_id) if row.signature_id else None
     if signature is None or signature.is_confirmed or signature.email is None:
         return None
-    return _mail_confirmation(session, signature.id, signature.email, now)
+    issued = token_service.prepare(
+        TokenPurpose.CONFIRM_SIGNATURE, now, signature_id=signature.id, with_code=True
+    )
+    return _mail_confirmation(session, issued, signature.email)
 
 
 def find_by_handle(session: Session, handle: str) -> Token | None:
