@@ -25,6 +25,8 @@ from typing import Any
 from flask import Response, current_app, request, session
 from werkzeug.http import quote_etag
 
+from petitions import microcache
+
 MAX_AGE = 5
 STALE_WHILE_REVALIDATE = 10
 PUBLIC = f"public, max-age={MAX_AGE}, stale-while-revalidate={STALE_WHILE_REVALIDATE}"
@@ -122,3 +124,19 @@ class PageWithHoles:
     def size(self) -> int:
         """About how many bytes it holds."""
         return sum(len(part) for part in self.parts)
+
+
+def shared_page_cache() -> microcache.TimedStore | None:
+    """Where anonymous renderings are kept, or None when this visitor needs their own.
+
+    Anonymous means what Flask-Login would find: no user id in the session and no
+    "remember me" cookie (checked without loading anyone).
+    """
+    cache = microcache.for_app(current_app)
+    if cache is None or not cache.seconds:
+        return None
+    if "_flashes" in session or "_user_id" in session:
+        return None
+    if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+        return None
+    return cache.pages

@@ -30,7 +30,7 @@ from petitions.models.errors import DomainError
 from petitions.security import SIGN_LIMIT, limiter, limits_apply
 from petitions.services import chart, counts, history, letters, listing, signers, signing, tallies
 from petitions.views import signer_pages
-from petitions.views.caching import PageWithHoles, conditional
+from petitions.views.caching import PageWithHoles, conditional, shared_page_cache
 
 bp = Blueprint("public", __name__)
 
@@ -87,22 +87,6 @@ def _letter_page(petition: Petition, form: SignForm, status: int = 200) -> Respo
     # The page lists signers: keep it out of search engines.
     response = make_response(html, status, {"X-Robots-Tag": "noindex"})
     return conditional(response, private=True) if request.method == "GET" else response
-
-
-def shared_page_cache() -> microcache.TimedStore | None:
-    """Where anonymous renderings are kept, or None when this visitor needs their own.
-
-    Anonymous means what Flask-Login would find: no user id in the session and no
-    "remember me" cookie (checked without loading anyone).
-    """
-    cache = microcache.for_app(current_app)
-    if cache is None or not cache.seconds:
-        return None
-    if "_flashes" in browser_session or "_user_id" in browser_session:
-        return None
-    if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
-        return None
-    return cache.pages
 
 
 def _anonymous_letter_page(slug: str, pages: microcache.TimedStore) -> Response:

@@ -18,7 +18,7 @@ from flask_wtf.csrf import generate_csrf
 from petitions import microcache
 from petitions.forms import CodeForm
 from petitions.services.signing import Confirmed, LetterRef
-from petitions.views.caching import PageWithHoles
+from petitions.views.caching import PageWithHoles, shared_page_cache
 
 #: how long a rendering is kept, and how many bytes of them a process keeps at most
 KEEP_SECONDS = 60.0
@@ -28,8 +28,6 @@ KEEP_BYTES = 4 * 1024 * 1024
 def _store() -> microcache.TimedStore | None:
     """Where renderings are kept, or None when this visitor needs their own (logged in, a
     message waiting) or the read cache is off."""
-    from petitions.views.public import shared_page_cache
-
     if shared_page_cache() is None:
         return None
     store = current_app.extensions.get("signer_pages")
