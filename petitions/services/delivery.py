@@ -97,17 +97,27 @@ def _connect(app: Flask) -> smtplib.SMTP:
     return smtp
 
 
-def _retry(app: Flask, message: OutboxMessage, error: str, now: datetime) -> bool:
-    """Schedule another attempt with exponential backoff; False when attempts are used up."""
+def _retry(app: Flask, message: OutboxMessage, error: str, report: DeliveryReport) -> None:
+    """Schedule another attempt with exponential backoff, or fail the message once its
+    attempts are used up; counted in `report` as retried or failed."""
     message.attempts += 1
     message.last_error = error[:500]
     message.lease_owner = message.lease_until = None
     if message.attempts >= app.config["MAIL_MAX_ATTEMPTS"]:
         message.status = OutboxStatus.FAILED
-        return False
+        report.failed += 1
+        return
     delay = app.config["MAIL_RETRY_BASE"] * (2 ** (message.attempts - 1))
-    message.next_attempt_at = now + timedelta(seconds=min(delay, 6 * 3600))
-    return True
+    message.next_attempt_at = utcnow() + timedelta(seconds=min(delay, 6 * 3600))
+    report.retried += 1
+
+
+def _fail(message: OutboxMessage, error: str, report: DeliveryReport) -> None:
+    """Give up on a message the server refused for good."""
+    message.status = OutboxStatus.FAILED
+    message.attempts += 1
+    message.last_error = error[:500]
+    report.failed += 1
 
 
 def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
@@ -126,10 +136,7 @@ def deliver_batch(app: Flask, session: Session, owner: str) -> DeliveryReport:
         error = f"connect: {type(exc).__name__}: {exc}"
         log.warning("SMTP connection failed; %d messages will be retried", len(batch))
         for message in batch:
-            if _retry(app, message, error, utcnow()):
-                report.retried += 1
-            else:
-                report.failed += 1
+            _retry(app, message, error, report)
         session.commit()
         return report
     writer = MessageWriter(app.config["MAIL_FROM"])
@@ -196,10 +203,7 @@ def _send_all(
                 message.template,
                 type(exc).__name__,
             )
-            if _retry(app, message, f"render: {type(exc).__name__}", utcnow()):
-                report.retried += 1
-            else:
-                report.failed += 1
+            _retry(app, message, f"render: {type(exc).__name__}", report)
             continue
         recipient = message.recipient or ""
         # An address that is not ASCII needs a server that speaks SMTPUTF8 (RFC 6531).
@@ -209,42 +213,28 @@ def _send_all(
         except smtplib.SMTPResponseException as exc:
             detail = f"{exc.smtp_code} {_without_address(exc.smtp_error, recipient)!r}"
             if 500 <= exc.smtp_code < 600:
-                message.status = OutboxStatus.FAILED
-                message.attempts += 1
-                message.last_error = f"rejected: {detail}"[:500]
-                report.failed += 1
+                _fail(message, f"rejected: {detail}", report)
                 log.warning(
                     "message #%d to @%s rejected for good: %s",
                     message.id,
                     message.recipient_domain,
                     exc.smtp_code,
                 )
-            elif _retry(app, message, f"temporary: {detail}", utcnow()):
-                report.retried += 1
             else:
-                report.failed += 1
-            if exc.smtp_code in {421}:
+                _retry(app, message, f"temporary: {detail}", report)
+            if exc.smtp_code == 421:  # the server is closing the connection
                 break
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if any(500 <= code < 600 for code in codes):
-                message.status = OutboxStatus.FAILED
-                message.attempts += 1
-                message.last_error = f"recipient refused: {codes}"
-                report.failed += 1
-            elif _retry(app, message, f"recipient deferred: {codes}", utcnow()):
-                report.retried += 1
+                _fail(message, f"recipient refused: {codes}", report)
             else:
-                report.failed += 1
+                _retry(app, message, f"recipient deferred: {codes}", report)
         except smtplib.SMTPNotSupportedError:
             # This server cannot take this address; the connection itself is fine.
-            if _retry(app, message, "server lacks SMTPUTF8", utcnow()):
-                report.retried += 1
-            else:
-                report.failed += 1
+            _retry(app, message, "server lacks SMTPUTF8", report)
         except (OSError, smtplib.SMTPException) as exc:
-            _retry(app, message, f"{type(exc).__name__}: {exc}", utcnow())
-            report.retried += 1
+            _retry(app, message, f"{type(exc).__name__}: {exc}", report)
             break
         else:
             sent.append(message.id)
