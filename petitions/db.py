@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +14,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.engine.interfaces import Compiled
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -80,11 +84,101 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on an OS file lock.
+
+    SQLite's own wait for its write lock (busy_timeout) sleeps and retries: 1, 2, 5, 10 ms
+    and up to 100 ms between tries. Under a rush of signatures from several gunicorn
+    processes most of a writer's time went on those sleeps, long after the lock was free.
+    Here a writer first takes an exclusive `flock` on a file beside the database; the kernel
+    wakes the next waiter the moment a commit or rollback lets it go, so BEGIN IMMEDIATE finds
+    SQLite's lock free. Connections that write without `sqlite_immediate` still use SQLite's
+    own wait, which stays as the fallback.
+    """
+
+    writer_lock_path: str | None = None
+    _writer_fd: int | None = None
+
+    def queue_for_writes(self) -> None:
+        """Wait for this database's writer lock (held until commit, rollback or close)."""
+        if self._writer_fd is not None or self.writer_lock_path is None:
+            return
+        fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _held_here(self.writer_lock_path, +1)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                _held_here(self.writer_lock_path, -1)
+                raise
+        except BaseException:
+            os.close(fd)
+            raise
+        self._writer_fd = fd
+
+    def leave_queue(self) -> None:
+        """Let the next writer go (closing the descriptor releases the lock)."""
+        fd, self._writer_fd = self._writer_fd, None
+        if fd is not None:
+            os.close(fd)
+            assert self.writer_lock_path is not None
+            _held_here(self.writer_lock_path, -1)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_queue()
+
+
+_WRITERS_HERE: dict[tuple[str, int], int] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _held_here(path: str, change: int) -> None:
+    """Count this thread's claims on a writer lock; a second claim from the thread that holds
+    it would wait for itself forever, so it fails at once, as SQLite would after its timeout."""
+    key = (path, threading.get_ident())
+    with _WRITERS_LOCK:
+        held = _WRITERS_HERE.get(key, 0)
+        if change > 0 and held:
+            raise sqlite3.OperationalError(
+                "database is locked (this thread already holds a write transaction)"
+            )
+        if held + change:
+            _WRITERS_HERE[key] = held + change
+        else:
+            _WRITERS_HERE.pop(key, None)
+
+
 def _sqlite_begin(conn: Any) -> None:
     # A transaction that will write takes the write lock up front (BEGIN IMMEDIATE), so
     # two writers never deadlock upgrading a read lock, which busy_timeout cannot fix.
     if conn.get_execution_options().get("sqlite_immediate"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_connection = conn.connection.dbapi_connection
+        if isinstance(dbapi_connection, QueuedWriterConnection):
+            try:
+                dbapi_connection.queue_for_writes()
+            except sqlite3.OperationalError as exc:
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_connection, QueuedWriterConnection):
+                dbapi_connection.leave_queue()
+            raise
     else:
         conn.exec_driver_sql("BEGIN")
 
@@ -100,7 +194,15 @@ def make_engine(url: str) -> Engine:
         if url in {"sqlite://", "sqlite:///:memory:"}:
             kwargs["poolclass"] = StaticPool
         elif url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///").partition("?")[0])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One writer lock per database file, shared by every process that opens it.
+            queued = type(
+                "QueuedWriters",
+                (QueuedWriterConnection,),
+                {"writer_lock_path": f"{path.resolve()}-writers"},
+            )
+            kwargs["connect_args"]["factory"] = queued
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sqlite3
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -650,7 +651,7 @@ def _work(connection, statement: str, parameters) -> int:
     `signatures` (EXPLAIN ANALYZE), on SQLite the virtual machine steps it takes."""
     cursor = connection.cursor()
     try:
-        if connection.__class__.__module__.startswith("sqlite3"):
+        if isinstance(connection, sqlite3.Connection):
             steps = 0
 
             def count() -> int:
@@ -683,7 +684,7 @@ def _plan(connection, statement: str, parameters) -> str:
     """The query plan of one captured statement, as text."""
     cursor = connection.cursor()
     try:
-        if connection.__class__.__module__.startswith("sqlite3"):
+        if isinstance(connection, sqlite3.Connection):
             cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
             return "\n".join(str(row[-1]) for row in cursor.fetchall())
         cursor.execute("EXPLAIN " + statement, parameters)
