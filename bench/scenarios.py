@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -161,7 +162,11 @@ READS = (
 
 @dataclass
 class Paired:
-    """One read measured on two letters of one database, in alternating short runs."""
+    """One read measured on two letters of one database, in short runs that take turns.
+
+    The rates are kept round by round: `small_rates[i]` and `large_rates[i]` were measured
+    seconds apart, so their ratio sees the letters and not how busy the machine was.
+    """
 
     scenario: str
     small: int
@@ -171,34 +176,43 @@ class Paired:
     errors: int = 0
 
     @property
+    def ratios(self) -> list[float]:
+        """The large letter's rate over the small one's, one per round (none where small was 0)."""
+        pairs = zip(self.small_rates, self.large_rates, strict=True)
+        return [large / small for small, large in pairs if small]
+
+    @property
     def change(self) -> float:
-        """The large letter's median rate over the small one's, minus one."""
-        return _median(self.large_rates) / _median(self.small_rates) - 1
+        """The median of the rounds' ratios, minus one; NaN without a round."""
+        return statistics.median(self.ratios) - 1 if self.ratios else math.nan
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+def paired_reads(
+    site: Site, small: data.Letter, load: Load, rounds: int, seconds: int
+) -> list[Paired]:
+    """Each read on the small and the large letter, in `rounds` rounds of one short run each.
 
-
-def paired_reads(site: Site, small: data.Letter, load: Load, rounds: int) -> list[Paired]:
-    """Each read on the small and the large letter, in turns, `rounds` times each.
-
-    Both letters live in the same database behind the same server, so the comparison sees
-    the letter's size and not how busy the machine was a quarter of an hour earlier.
+    Both letters live in the same database behind the same server. The machine's speed drifts
+    by tens of percent between runs seconds apart, so every round measures the two letters
+    straight after each other and yields one ratio; the order swaps every round, so a steady
+    drift lowers as many ratios as it raises. Each URL is warmed up once, before the first
+    round, and every run's queued requests are answered before the next run starts.
     """
     found = []
+    common = {"connections": load.connections, "threads": load.threads}
     for scenario, path in READS:
         pair = Paired(scenario, small.seeded, site.letter.seeded)
-        both = [(small, pair.small_rates), (site.letter, pair.large_rates)]
+        both = [
+            (site.base + path.format(slug=small.slug), pair.small_rates),
+            (site.base + path.format(slug=site.letter.slug), pair.large_rates),
+        ]
+        for url, _ in both:
+            wrk(url, "get.lua", seconds=load.warmup, **common)
+            site.settle()
         for number in range(rounds):
-            # Small first, then large first, and so on: a drift favours neither.
-            for letter, rates in both if number % 2 == 0 else both[::-1]:
-                url = site.base + path.format(slug=letter.slug)
-                common = {"connections": load.connections, "threads": load.threads}
-                wrk(url, "get.lua", seconds=load.warmup, **common)
-                result = wrk(url, "get.lua", seconds=max(load.duration / 2, 1), **common)
+            for url, rates in both if number % 2 == 0 else both[::-1]:
+                result = wrk(url, "get.lua", seconds=seconds, **common)
+                site.settle()
                 rates.append(result.rate)
                 pair.errors += result.errors
         found.append(pair)

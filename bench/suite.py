@@ -65,6 +65,10 @@ class Settings:
     sizes: tuple[int, ...]
     partial: bool
     load: Load
+    #: the reads compared on both letters: the small letter's size, rounds, seconds a run
+    paired_small: int
+    paired_rounds: int
+    paired_seconds: int
     mixed_seconds: float
     mixed_rate: float
     email_rate: float
@@ -98,10 +102,11 @@ def parse(argv: list[str] | None) -> Settings:
     args = parser.parse_args(argv)
     smoke = args.smoke
     cores = os.cpu_count() or 1
+    sizes = (100, 1_000) if smoke else (100, 1_000_000)
     return Settings(
         smoke=smoke,
         databases=["sqlite", "postgres"] if args.db == "both" else [args.db],
-        sizes=_sizes((100, 1_000) if smoke else (100, 1_000_000), args.letters),
+        sizes=_sizes(sizes, args.letters),
         partial=args.letters != "both",
         load=Load(
             connections=args.connections,
@@ -109,6 +114,9 @@ def parse(argv: list[str] | None) -> Settings:
             warmup=args.warmup or (1 if smoke else 3),
             duration=args.duration or (1 if smoke else 10),
         ),
+        paired_small=sizes[0],
+        paired_rounds=1 if smoke else 18,
+        paired_seconds=1,
         mixed_seconds=args.mixed_duration or (3 if smoke else 60),
         mixed_rate=1000,
         email_rate=33,
@@ -242,7 +250,7 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
     started = time.monotonic()
     letter = data.seed_letter(engine, size)
     # Beside the large letter, a small one, for reads compared in the same database and run.
-    small = data.seed_letter(engine, s.sizes[0], f"{data.SLUG}-small") if large else None
+    small = data.seed_letter(engine, s.paired_small, f"{data.SLUG}-small") if large else None
     run.results.settings.append(
         f"{kind}: seeded {size:,} verified signatures in {time.monotonic() - started:.1f} s"
     )
@@ -261,7 +269,9 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
             results.rows.append(read(site, s.load, name, path.format(slug=slug), hello))
             check_row(results.rows[-1], results)
         if small is not None:
-            results.paired[kind] = paired_reads(site, small, s.load, 1 if s.smoke else 3)
+            results.paired[kind] = paired_reads(
+                site, small, s.load, s.paired_rounds, s.paired_seconds
+            )
             for pair in results.paired[kind]:
                 if pair.errors:
                     results.problems.append(f"{pair.scenario} paired on {kind}: errors")
@@ -325,6 +335,11 @@ def describe(s: Settings) -> list[str]:
         f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"
         f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured, 30 s timeout;"
         " gunicorn's sync workers close every connection, so each request is a new connection",
+        f"paired reads: each read on the large letter and a {s.paired_small:,}-signature letter in"
+        f" the same database: a {s.load.warmup:g} s warm-up each, then {s.paired_rounds}"
+        f" round{'s' if s.paired_rounds != 1 else ''} of a {s.paired_seconds} s run on each"
+        " letter, order swapped every round; judged on the median of the rounds' large/small"
+        " ratios",
         f"letters: each size on a fresh database: SQLite file (WAL) or PostgreSQL {s.pg_url}"
         " dropped and created; signatures seeded with SQL, counters set to match",
         f"mixed: two wrk processes at once for {s.mixed_seconds:g} s: signers paced at"
