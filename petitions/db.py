@@ -9,7 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, create_engine, event
@@ -246,9 +246,8 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["db_engine"] = engine
     app.extensions["db_sessions"] = sessionmaker(engine, expire_on_commit=False)
-    app.extensions["db_write_sessions"] = sessionmaker(
-        engine.execution_options(sqlite_immediate=True), expire_on_commit=False
-    )
+    writer = app.extensions["db_write_engine"] = engine.execution_options(sqlite_immediate=True)
+    app.extensions["db_write_sessions"] = sessionmaker(writer, expire_on_commit=False)
     app.teardown_appcontext(close_session)
 
 
@@ -261,6 +260,48 @@ def new_session(app: Flask, *, write: bool = True) -> Session:
     """A fresh session outside any request (CLI, worker, tests)."""
     key = "db_write_sessions" if write else "db_sessions"
     return app.extensions[key]()
+
+
+class Writes(Protocol):
+    """What the hot write paths need of a Session: its transaction's connection and a
+    rollback. A bare `CoreWrites` has both without the ORM's bookkeeping."""
+
+    def connection(self) -> Connection:
+        """The connection of the current transaction, beginning one if needed."""
+
+    def rollback(self) -> None:
+        """Roll back the current transaction."""
+
+
+class CoreWrites:
+    """One write transaction on a pooled connection, for writes made outside Flask's
+    request session (see `petitions.quicksign`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """The connection, checked out of the pool on first use."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def rollback(self) -> None:
+        """Roll back what was written; the next statement begins anew."""
+        if self._connection is not None:
+            self._connection.rollback()
+
+    def commit(self) -> None:
+        """Commit what was written."""
+        if self._connection is not None:
+            self._connection.commit()
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and return the connection to the pool."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def get_session(*, write: bool | None = None) -> Session:

@@ -20,8 +20,8 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
 
+from petitions.db import Writes
 from petitions.models import OutboxMessage, Petition, Report, User
 
 #: what a mail template may show of each model, copied when the message is queued; nothing
@@ -60,7 +60,7 @@ def _template_names(folder: str) -> frozenset[str]:
 _QUEUE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
 
 
-def queue_email(session: Session, recipient: str, template: str, **context: Any) -> int:
+def queue_email(session: Writes, recipient: str, template: str, **context: Any) -> int:
     """Queue `mail/<template>` for `recipient`; the worker renders and sends it. Returns its id.
 
     A model object in `context` (a user, petition or report) is reduced here to the fields in

@@ -146,7 +146,7 @@ class CachedAnswer:
     limits_at: int
 
 
-def _http_date_now(_cached: list[Any] = [None, ""]) -> str:  # noqa: B006 - a one-second memo
+def http_date_now(_cached: list[Any] = [None, ""]) -> str:  # noqa: B006 - a one-second memo
     """The current time as an HTTP date, formatted at most once a second."""
     second = int(time.time())
     if _cached[0] != second:
@@ -214,7 +214,7 @@ class MicroCache:
     ) -> Iterable[bytes]:
         headers = answer.headers.copy()  # the server may add to the list it is given
         if answer.date_at >= 0:
-            headers[answer.date_at] = ("Date", _http_date_now())
+            headers[answer.date_at] = ("Date", http_date_now())
         if answer.budget is not None:
             try:
                 extra = answer.budget.charge(environ)
@@ -245,14 +245,14 @@ class MicroCache:
         mark = environ.get(SHARED)
         visit: FirstVisit | None = environ.get(FIRST_VISIT)
         if visit is not None and self.first_visits is not None and sent:
-            body = _read(body_iter)
+            body = read_all(body_iter)
             page = self.first_visits.learn(environ, visit, sent[0], sent[1], body)
             if page is not None and len(body) <= self.max_answer:
                 self.answers.put(key, page, 2 * len(body), expires=visit.expires)
             return [body]
         if mark is None or not sent or not _keepable(sent[0], sent[1]):
             return body_iter
-        body = _read(body_iter)
+        body = read_all(body_iter)
         if len(body) > self.max_answer:
             return [body]
         budget = self.budgets.get(mark)
@@ -268,7 +268,8 @@ class MicroCache:
         return [body]
 
 
-def _read(body_iter: Iterable[bytes]) -> bytes:
+def read_all(body_iter: Iterable[bytes]) -> bytes:
+    """A WSGI body, joined, with the iterable closed as WSGI asks."""
     try:
         return b"".join(body_iter)
     finally:

@@ -15,7 +15,7 @@ from limits import parse_many
 from werkzeug.http import http_date
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from petitions import microcache
+from petitions import microcache, quicksign
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -49,6 +49,7 @@ REPORT_LIMIT = "5 per minute; 20 per hour"
 def init_security(app: Flask) -> None:
     """The read micro-cache, ProxyFix (when TRUSTED_PROXIES > 0) in front of it, the rate
     limiter, the security headers, and session cookies signed without rebuilding the signer."""
+    quick = quicksign.install(app)
     microcache.install(app)
     proxies = int(app.config.get("TRUSTED_PROXIES", 0))
     if proxies > 0:
@@ -59,6 +60,7 @@ def init_security(app: Flask) -> None:
     limiter.init_app(app)
     added = [hooks[count:] for hooks, count in zip(_hook_lists(app), counts, strict=True)]
     _only_where_limited(app, added)
+    quick.budget = SharedLimitBudget(app, SIGN_LIMIT, "public.sign")
     app.after_request(_security_headers)
     app.session_interface = SessionCookies()
 
@@ -194,6 +196,9 @@ class SharedLimitBudget:
         # get_remote_address, read from the environ that ProxyFix has already corrected
         args = [*self.prefix, environ.get("REMOTE_ADDR") or "127.0.0.1", self.scope]
         strategy = limiter.limiter
+        # Tested before any is hit: a request over a limit is handed to Flask, which hits again.
+        if not all(strategy.test(item, *args) for item in self.items):
+            return None
         for item in self.items:
             if not strategy.hit(item, *args):
                 return None

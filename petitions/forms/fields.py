@@ -26,13 +26,33 @@ from wtforms.validators import (
 from petitions import passwords
 
 
+def has_control_chars(text: str) -> bool:
+    """Whether `text` holds control characters other than line breaks and tabs."""
+    return any(ord(ch) < 32 and ch not in "\n\r\t" for ch in text)
+
+
 def no_control_chars(_form: Any, field: Any) -> None:
-    if field.data and any(ord(ch) < 32 and ch not in "\n\r\t" for ch in field.data):
+    if field.data and has_control_chars(field.data):
         raise ValidationError("Please remove the invisible control characters.")
 
 
 def strip_text(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
+
+
+def normalized_address(text: str) -> str:
+    """The normalized form of an address whose syntax is right (no DNS lookups); ValueError,
+    with the message shown to the person, when it is not."""
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"That email address does not look right: {exc}") from None
+
+
+def is_disposable(address: str) -> bool:
+    """Whether the address is at a throwaway-mail domain (or a subdomain of one)."""
+    parts = address.rpartition("@")[2].casefold().split(".")
+    return any(".".join(parts[start:]) in disposable_blocklist for start in range(len(parts) - 1))
 
 
 class RealEmail:
@@ -42,10 +62,9 @@ class RealEmail:
         if not field.data:
             return
         try:
-            result = validate_email(field.data, check_deliverability=False)
-        except EmailNotValidError as exc:
-            raise ValidationError(f"That email address does not look right: {exc}") from None
-        field.data = result.normalized
+            field.data = normalized_address(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class NotDisposable:
@@ -53,13 +72,11 @@ class NotDisposable:
 
     def __call__(self, _form: Any, field: Any) -> None:
         domain = (field.data or "").rpartition("@")[2].casefold()
-        parts = domain.split(".")
-        for start in range(len(parts) - 1):
-            if ".".join(parts[start:]) in disposable_blocklist:
-                raise ValidationError(
-                    f"Addresses at {domain} are disposable, so they prove nothing. Please use your"
-                    " work address (or your own personal address, to sign as a supporter)."
-                )
+        if is_disposable(domain):
+            raise ValidationError(
+                f"Addresses at {domain} are disposable, so they prove nothing. Please use your"
+                " work address (or your own personal address, to sign as a supporter)."
+            )
 
 
 def email_field(label: str, required: bool = True, disposable_ok: bool = True) -> EmailField:
@@ -85,23 +102,38 @@ def form_started() -> str:
     return str(_STAMP[1])
 
 
+def _stamps(_memo: list[Any] = [None, None]) -> URLSafeTimedSerializer:  # noqa: B006
+    key = current_app.config["SECRET_KEY"]
+    if _memo[0] != key:
+        _memo[:] = [key, URLSafeTimedSerializer(key, salt="sign-form")]
+    return _memo[1]
+
+
+def bot_problem(website: str | None, started: str | None) -> str | None:
+    """Why a sign form looks sent by a bot (honeypot filled, stamp forged or old, sent back
+    faster than anyone reads), or None."""
+    if website:
+        return "This form could not be accepted."
+    try:
+        _, shown_at = _stamps().loads(started or "", return_timestamp=True)
+    except BadData:
+        return "This form is out of date. Please reload the page."
+    elapsed = (datetime.now(UTC) - shown_at).total_seconds()
+    if elapsed < current_app.config["SIGN_MIN_SECONDS"]:
+        return (
+            "That was faster than anyone can read the letter. Please check the form and"
+            " press Sign again."
+        )
+    return None
+
+
 class FilledByAPerson:
     """Bots fill the hidden honeypot field, or send the form back faster than anyone reads it."""
 
     def __call__(self, form: Any, field: Any) -> None:
-        if form.website.data:
-            raise ValidationError("This form could not be accepted.")
-        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form")
-        try:
-            _, shown_at = serializer.loads(field.data or "", return_timestamp=True)
-        except BadData:
-            raise ValidationError("This form is out of date. Please reload the page.") from None
-        elapsed = (datetime.now(UTC) - shown_at).total_seconds()
-        if elapsed < current_app.config["SIGN_MIN_SECONDS"]:
-            raise ValidationError(
-                "That was faster than anyone can read the letter. Please check the form and"
-                " press Sign again."
-            )
+        problem = bot_problem(form.website.data, field.data)
+        if problem:
+            raise ValidationError(problem)
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petitions import tokens
+from petitions.db import Writes
 from petitions.mail import queue_email
 from petitions.models import (
     Affiliation,
@@ -142,6 +143,15 @@ _RULES = (
 
 #: a new pending signature (an upsert would be neater, but SQLAlchemy cannot cache its SQL)
 _NEW_SIGNATURE = insert(_SIGNATURES).returning(_SIGNATURES.c.id)
+#: the signature an address already has on a letter
+_EXISTING = (
+    select(_SIGNATURES.c.id, _SIGNATURES.c.state)
+    .where(
+        _SIGNATURES.c.petition_id == bindparam("petition_id"),
+        _SIGNATURES.c.address_hash == bindparam("address_hash"),
+    )
+    .with_for_update()
+)
 
 _CONFIRM = (
     update(_SIGNATURES)
@@ -187,7 +197,7 @@ def check_allowed(rules: LetterRules, email: str) -> None:
         raise DomainNotAllowed(f"This letter takes signatures only from addresses at {companies}.")
 
 
-def sign(session: Session, rules: LetterRules, request: SignRequest, now: datetime) -> str:
+def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetime) -> str:
     """Record a pending signature and queue the confirmation email.
 
     Returns the handle for the code-entry form. When the address has already signed,
@@ -228,28 +238,24 @@ def sign(session: Session, rules: LetterRules, request: SignRequest, now: dateti
         # The address is on this letter already (perhaps from a racing request). The insert
         # was the transaction's first statement, so starting again loses nothing.
         session.rollback()
-        existing = session.execute(
-            select(Signature.id, Signature.state)
-            .where(Signature.petition_id == petition_id, Signature.address_hash == address_hash)
-            .with_for_update()
+        connection = session.connection()
+        existing = connection.execute(
+            _EXISTING, {"petition_id": petition_id, "address_hash": address_hash}
         ).first()
         if existing is None:  # the other signature was withdrawn, or the letter deleted
             raise SigningClosed("This letter no longer takes signatures.") from None
         if existing.state == SignatureState.CONFIRMED:
             queue_email(session, request.email, "already_signed")
             return tokens.new_handle()
-        session.execute(
-            update(Signature)
-            .where(Signature.id == existing.id)
-            .values(**fields)
-            .execution_options(synchronize_session=False)
+        connection.execute(
+            update(_SIGNATURES).where(_SIGNATURES.c.id == existing.id).values(**fields)
         )
         signature_id = existing.id
     issued.values["signature_id"] = signature_id
     return _mail_confirmation(session, issued, request.email)
 
 
-def _mail_confirmation(session: Session, issued: token_service.IssuedToken, email: str) -> str:
+def _mail_confirmation(session: Writes, issued: token_service.IssuedToken, email: str) -> str:
     """Store a prepared confirmation token and queue the discreet email with its link and code;
     the handle for the code-entry form."""
     token_service.record(session, issued)

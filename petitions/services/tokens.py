@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
+from petitions.db import Writes
 from petitions.models import Token, TokenPurpose
 from petitions.models.errors import DomainError
 
@@ -98,7 +99,7 @@ def prepare(
 _INSERT = insert(Token.__table__)
 
 
-def record(session: Session, issued: IssuedToken) -> None:
+def record(session: Writes, issued: IssuedToken) -> None:
     """Store a prepared token with one INSERT (no ORM object, no flush)."""
     session.connection().execute(_INSERT, issued.values)
 

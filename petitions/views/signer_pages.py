@@ -51,6 +51,11 @@ def _kept(key: tuple[str, str], holes: dict[str, str], render: Callable[[], str]
     return html
 
 
+def kept() -> bool:
+    """Whether this request's signer pages come from the kept renderings."""
+    return _store() is not None
+
+
 def check_email(letter: LetterRef, handle: str) -> str:
     """ "Check your email", with the code form for this signer's `handle`."""
     return _kept(

@@ -1,0 +1,207 @@
+"""Ordinary signatures are taken before Flask (`petitions.quicksign`), with Flask's answer,
+Flask's checks and Flask's limits; everything else still goes through Flask."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from werkzeug.datastructures import MultiDict
+
+from petitions.db import new_session
+from petitions.forms import SignForm
+from petitions.forms.signing import plain_sign_request
+from petitions.models import Signature
+from tests.conftest import csrf_from, hidden, sign_fields
+
+pytestmark = pytest.mark.config(READ_CACHE_SECONDS=60.0)
+
+DETAILS = {"name": "Sam Signer", "affiliation": "current", "display": "counted"}
+
+
+class FlaskCalls:
+    """Counts the sign POSTs that reached Flask."""
+
+    def __init__(self, app: Flask) -> None:
+        self.quick = app.extensions["quicksign"]
+        self.inner = self.quick.app
+        self.count = 0
+        self.quick.app = self
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/sign"):
+            self.count += 1
+        return self.inner(environ, start_response)
+
+
+def _signer(app: Flask, slug: str):
+    """A fresh visitor with the letter open: their client and the form's hidden fields."""
+    client = app.test_client()
+    return client, sign_fields(client.get(f"/p/{slug}").get_data(as_text=True))
+
+
+def _sign(client, slug: str, fields: dict[str, str], email: str, **extra: str):
+    data = {**fields, **DETAILS, "email": email, **extra}
+    return client.post(f"/p/{slug}/sign", data=data)
+
+
+def _signatures(app: Flask) -> int:
+    with new_session(app, write=False) as session:
+        return session.scalar(select(func.count()).select_from(Signature)) or 0
+
+
+def test_ordinary_signatures_skip_flask_and_get_flasks_answer(site, app):
+    slug = site.letter()
+    calls = FlaskCalls(app)
+    answers = []
+    for number in range(5):
+        client, fields = _signer(app, slug)
+        answer = _sign(client, slug, fields, f"quick{number}@example.net")
+        assert answer.status_code == 200
+        answers.append((client, answer))
+    # Flask answered until one of its answers could be learned; the rest were taken before it.
+    assert calls.count <= 2
+    assert _signatures(app) == 5
+    learned, quick = answers[1][1], answers[-1][1]
+    assert [name for name, _ in quick.headers] == [name for name, _ in learned.headers]
+    assert "Set-Cookie" not in quick.headers
+    pages = [answer.get_data(as_text=True) for _, answer in answers]
+    assert len({hidden(page, "handle") for page in pages}) == 5
+    assert len({csrf_from(page) for page in pages}) == 5
+    # Every signer's emailed code works with the handle and token on their own page.
+    site.deliver()
+    for number, (client, answer) in enumerate(answers):
+        page = answer.get_data(as_text=True)
+        code = site.mailbox.last_to(f"quick{number}@example.net").code()
+        confirmed = client.post(
+            "/confirm/code",
+            data={"csrf_token": csrf_from(page), "handle": hidden(page, "handle"), "code": code},
+        )
+        assert "Your signature counts" in confirmed.get_data(as_text=True)
+    assert site.count(slug) == 5
+
+
+def test_an_address_that_signed_before_gets_the_same_answer_and_no_second_row(site, app):
+    slug = site.letter()
+    for number in range(2):  # let Flask's answer be learned
+        client, fields = _signer(app, slug)
+        _sign(client, slug, fields, f"teach{number}@example.net")
+    calls = FlaskCalls(app)
+    client, fields = _signer(app, slug)
+    first = _sign(client, slug, fields, "twice@example.net")
+    site.deliver()
+    assert "Your signature counts" in site.confirm_link("twice@example.net").get_data(as_text=True)
+    site.mailbox.clear()
+    # Confirming emptied this process's caches; the next signature through Flask fills them.
+    other, other_fields = _signer(app, slug)
+    _sign(other, slug, other_fields, "refill@example.net")
+    calls.count = 0
+    again = _sign(client, slug, fields, "twice@example.net")
+    assert calls.count == 0
+    assert again.status_code == first.status_code == 200
+    assert [name for name, _ in again.headers] == [name for name, _ in first.headers]
+    assert hidden(again.get_data(as_text=True), "handle") != hidden(
+        first.get_data(as_text=True), "handle"
+    )
+    assert _signatures(app) == 4
+    site.deliver()
+    note = site.mailbox.last_to("twice@example.net")
+    assert "already" in note.text.lower()
+
+
+def test_what_flask_must_judge_goes_to_flask(site, app):
+    slug = site.letter(employers="example.com Example Corp", allow_supporters="")
+    for number in range(2):
+        client, fields = _signer(app, slug)
+        assert _sign(client, slug, fields, f"teach{number}@example.com").status_code == 200
+    calls = FlaskCalls(app)
+    client, fields = _signer(app, slug)
+    refused = [
+        _sign(client, slug, {**fields, "csrf_token": "forged"}, "a@example.com"),
+        _sign(client, slug, fields, "not an address"),
+        _sign(client, slug, fields, "someone@elsewhere.org"),  # not a listed employer
+        _sign(client, slug, fields, "b@example.com", display="named", name=""),
+        _sign(client, slug, fields, "c@example.com", website="http://spam.example"),
+    ]
+    assert [answer.status_code for answer in refused] == [400] * 5
+    assert calls.count == 5
+    assert "only from addresses at @example.com" in refused[2].get_data(as_text=True)
+    # A visitor whose session holds more than a CSRF secret (here, a logged-in organizer).
+    site_fields = sign_fields(site.client.get(f"/p/{slug}").get_data(as_text=True))
+    assert _sign(site.client, slug, site_fields, "olivia@example.com").status_code == 200
+    assert calls.count == 6
+    assert _signatures(app) == 3
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0, RATELIMIT_ENABLED=True)
+def test_signatures_before_flask_count_against_flasks_limit(site, app):
+    slug = site.letter()
+    calls = FlaskCalls(app)
+    client, fields = _signer(app, slug)
+    answers = [_sign(client, slug, fields, f"burst{n}@example.net") for n in range(12)]
+    assert [a.status_code for a in answers] == [200] * 10 + [429] * 2
+    remaining = [int(a.headers["X-RateLimit-Remaining"]) for a in answers[:10]]
+    assert remaining == list(range(9, -1, -1))
+    assert calls.count < 12  # some of them were taken before Flask
+    assert _signatures(app) == 10
+
+
+FORMS = [
+    {**DETAILS, "email": "plain@example.net"},
+    {**DETAILS, "email": "  Mixed.Case@Example.NET  ", "submit": "Sign"},
+    {**DETAILS, "email": "x@mailinator.com"},  # disposable
+    {**DETAILS, "email": "two@@example.net"},
+    {**DETAILS, "email": ""},
+    {**DETAILS, "email": "a" * 250 + "@example.net"},
+    {**DETAILS, "email": "ctl\x01@example.net"},
+    {**DETAILS, "email": "ok@example.net", "name": "x" * 101},
+    {**DETAILS, "email": "ok@example.net", "name": "Tab\tbed", "job_title": " Engineer "},
+    {**DETAILS, "email": "ok@example.net", "team": "bell\x07"},
+    {**DETAILS, "email": "ok@example.net", "display": "named", "name": "  "},
+    {**DETAILS, "email": "ok@example.net", "display": "threshold", "name": "Ana"},
+    {**DETAILS, "email": "ok@example.net", "display": "nobody"},
+    {**DETAILS, "email": "ok@example.net", "affiliation": ""},
+    {"email": "ok@example.net", "display": "counted"},
+    {**DETAILS, "email": "ok@example.net", "wants_updates": "y"},
+    {**DETAILS, "email": "ok@example.net", "wants_updates": "y", "updates_email": "me@home.org"},
+    {**DETAILS, "email": "ok@example.net", "wants_updates": "false", "updates_email": "bad"},
+    {**DETAILS, "email": "ok@example.net", "updates_email": "me@mailinator.com"},
+    {**DETAILS, "email": "ok@example.net", "wants_updates": "", "updates_email": "me@home.org"},
+    {**DETAILS, "email": "ok@example.net", "website": "filled"},
+    {**DETAILS, "email": "ok@example.net", "unexpected": "field"},
+]
+
+
+@pytest.mark.parametrize("stamp", ["fresh", "forged"])
+def test_plain_checks_accept_only_what_the_sign_form_accepts_with_the_same_values(app, stamp):
+    with app.test_request_context():
+        from petitions.forms.fields import form_started
+
+        started = form_started() if stamp == "fresh" else "forged"
+    for raw in FORMS:
+        data = {**raw, "started": started}
+        with app.test_request_context(method="POST", data=data):
+            form = SignForm(formdata=MultiDict(data), meta={"csrf": False})
+            valid = form.validate()
+            plain = plain_sign_request(data)
+        if plain is None:
+            # Flask will judge it; the form must refuse it, except for the fields the plain
+            # checks do not know (which the form ignores).
+            assert not valid or "unexpected" in data, data
+            continue
+        assert valid, (data, form.errors)
+        assert plain.email == form.email.data
+        assert plain.name == (form.name.data or "")
+        assert (plain.job_title or None) == (form.job_title.data or None)
+        assert (plain.team or None) == (form.team.data or None)
+        assert plain.affiliation.value == form.affiliation.data
+        assert plain.display.value == form.display.data
+        wanted = form.updates_email.data if form.wants_updates.data else None
+        assert plain.updates_email == wanted
+    # The corpus holds forms of both kinds.
+    with app.test_request_context():
+        accepted = [plain_sign_request({**raw, "started": started}) for raw in FORMS]
+    assert any(accepted) == (stamp == "fresh")
+    assert not all(itertools.chain(accepted))
