@@ -174,10 +174,13 @@ def _sqlite_begin(conn: Any) -> None:
             except sqlite3.OperationalError as exc:
                 raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
+            # Straight to the driver: this runs while holding the writer lock.
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
             if isinstance(dbapi_connection, QueuedWriterConnection):
                 dbapi_connection.leave_queue()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
             raise
     else:
         conn.exec_driver_sql("BEGIN")

@@ -242,6 +242,8 @@ class QuickSign:
             limits = self.budget.charge(environ)
             if limits is None:  # over the limit: Flask answers the 429
                 return None
+            _sessions, csrf, _field = self._serializers()
+            token = csrf.dumps(secret)  # as Flask-WTF's generate_csrf makes it
             writes = CoreWrites(self.flask.extensions["db_write_engine"])
             try:
                 handle = signing.sign(writes, rules, request, utcnow())
@@ -250,8 +252,7 @@ class QuickSign:
                 return None
             finally:
                 writes.close()
-            _sessions, csrf, _field = self._serializers()
-            token = csrf.dumps(secret)
+        # Nothing after the commit can fail, so Flask never takes a signature a second time.
         return answer.build(handle, token, limits, microcache.http_date_now())
 
     # -- learning -----------------------------------------------------------------------
