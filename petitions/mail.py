@@ -21,8 +21,9 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import insert
 
-from petitions.db import Writes
+from petitions.db import FastInsert, Writes, utcnow
 from petitions.models import OutboxMessage, Petition, Report, User
+from petitions.models.outbox import OutboxStatus
 
 #: what a mail template may show of each model, copied when the message is queued; nothing
 #: else of the row (an address, a password hash) reaches the outbox
@@ -55,9 +56,8 @@ def _template_names(folder: str) -> frozenset[str]:
     return frozenset(path.stem for path in Path(folder, "mail").glob("*.txt"))
 
 
-#: the outbox row of a new message; built once, since building a statement costs more than
-#: running it
-_QUEUE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+#: the outbox row of a new message; built once, and run on the driver's cursor
+_QUEUE = FastInsert(insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id))
 
 
 def queue_email(session: Writes, recipient: str, template: str, **context: Any) -> int:
@@ -70,13 +70,19 @@ def queue_email(session: Writes, recipient: str, template: str, **context: Any) 
     folder = os.path.join(current_app.root_path, current_app.template_folder or "templates")
     if template not in _template_names(folder):
         raise ValueError(f"there is no mail template {template!r}")
+    now = utcnow()
     row = {
         "recipient": recipient,
         "recipient_domain": recipient.rpartition("@")[2],
         "template": template,
         "context": {key: _plain(value) for key, value in context.items()},
+        # the columns' defaults, given here so that no default has to be worked out
+        "status": OutboxStatus.QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
     }
-    return int(session.connection().execute(_QUEUE, row).scalar_one())
+    return int(_QUEUE(session.connection(), row))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petitions import tokens
-from petitions.db import Writes
+from petitions.db import FastInsert, Writes
 from petitions.mail import queue_email
 from petitions.models import (
     Affiliation,
@@ -141,8 +141,8 @@ _RULES = (
     .order_by(EmployerDomain.domain)
 )
 
-#: a new pending signature (an upsert would be neater, but SQLAlchemy cannot cache its SQL)
-_NEW_SIGNATURE = insert(_SIGNATURES).returning(_SIGNATURES.c.id)
+#: a new pending signature, run on the driver's cursor (a duplicate address raises)
+_NEW_SIGNATURE = FastInsert(insert(_SIGNATURES).returning(_SIGNATURES.c.id))
 #: the signature an address already has on a letter
 _EXISTING = (
     select(_SIGNATURES.c.id, _SIGNATURES.c.state)
@@ -233,7 +233,7 @@ def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetim
         **fields,
     }
     try:
-        signature_id = session.connection().execute(_NEW_SIGNATURE, params).scalar_one()
+        signature_id = _NEW_SIGNATURE(session.connection(), params)
     except IntegrityError:
         # The address is on this letter already (perhaps from a racing request). The insert
         # was the transaction's first statement, so starting again loses nothing.

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
-from petitions.db import Writes
+from petitions.db import FastInsert, Writes
 from petitions.models import Token, TokenPurpose
 from petitions.models.errors import DomainError
 
@@ -96,12 +96,12 @@ def prepare(
     return IssuedToken(values=values, link_token=tokens.sign_nonce(purpose, nonce), code=code)
 
 
-_INSERT = insert(Token.__table__)
+_INSERT = FastInsert(insert(Token.__table__))
 
 
 def record(session: Writes, issued: IssuedToken) -> None:
     """Store a prepared token with one INSERT (no ORM object, no flush)."""
-    session.connection().execute(_INSERT, issued.values)
+    _INSERT(session.connection(), issued.values)
 
 
 def issue(session: Session, purpose: TokenPurpose, now: datetime, **options: Any) -> IssuedToken:
