@@ -1,26 +1,29 @@
-"""Signatures from anonymous visitors, taken before Flask.
+"""Signatures and confirmations from anonymous visitors, taken before Flask.
 
-A rush of signers is what a letter's best hour looks like, and each signature through Flask,
-Flask-WTF, WTForms and an ORM session cost several times the work of storing it. Almost
-every one of them is the same request: an anonymous visitor whose session holds only its
-CSRF secret, posting a well-filled form to an open letter. `QuickSign` takes exactly those:
+A rush of signers is what a letter's best hour looks like, and each signature or
+confirmation through Flask, Flask-WTF, WTForms and an ORM session cost several times the work
+of storing it. Almost every one of them is the same request: an anonymous visitor whose
+session holds only its CSRF secret, posting a well-filled sign form to an open letter, or the
+Confirm button of a link that can confirm. `QuickSign` takes exactly those:
 
 * the checks are Flask's own, made with the same keys and salts: the session cookie (read
   with Flask's signer), the CSRF token (as Flask-WTF reads it, including its Referer check
   over HTTPS), the sign form's rules (`forms.signing.plain_sign_request`, held to SignForm's
-  answers by the tests), the letter's signing rules and the per-address limit (charged to
-  Flask-Limiter's own counters);
-* the writes are `services.signing.sign`'s, on a bare connection instead of a Session, so an
-  address that signed before takes the same path, and gets the same answer, as through Flask;
-* the answer is Flask's, from a template learned from one of Flask's own answers to a
-  signature on the same letter: the "check your email" page with this signer's handle and
-  CSRF token in its holes, and this signer's rate-limit headers, Date and Content-Length.
+  answers by the tests), the letter's signing rules, the per-address sign limit (charged to
+  Flask-Limiter's own counters) and the link's checks (`services.signing.pending_by_link`);
+* the writes are `services.signing`'s, on bare connections instead of Sessions, so an address
+  that signed before takes the same path, and gets the same answer, as through Flask; after a
+  confirmation this process's read caches are emptied, as after any write through Flask;
+* the answer is Flask's, from a template learned from one of Flask's own answers on the same
+  letter: the kept "check your email" or "confirmed" page (`views.signer_pages`) with this
+  signer's values in its holes, and this signer's rate-limit headers and Content-Length.
   Learning checks itself: the template must rebuild Flask's answer byte for byte from the
   values the view says it used, and an answer that sets a cookie is never learned.
 
 Anything else (another cookie, a session holding more than a CSRF secret, a form SignForm
-might refuse, an address over its limit, a closed letter, no template yet, a database error
-before the commit) goes to Flask untouched, which answers it as it always did.
+might refuse, an address over its limit, a closed letter, a link that cannot confirm, no
+template yet, a database error before the commit) goes to Flask untouched, which answers it
+as it always did, and teaches this a template when it can.
 """
 
 from __future__ import annotations
@@ -44,12 +47,15 @@ from petitions.forms.signing import plain_sign_request
 from petitions.models.errors import DomainError
 from petitions.services import signing
 
-#: environ key the sign view sets after a signature it answered with the kept page
-SIGNED = "undersigned.signed"
-#: what a signature POST may carry at most; larger bodies go to Flask
+#: environ key of the kept signer page that answered a request (an `Answered`)
+ANSWERED = "undersigned.answered"
+#: what a POST taken here may carry at most; larger bodies go to Flask
 MAX_BODY = 16 * 1024
-#: the sign route (the slug as `views.public.SLUG` reads it)
+#: the sign route (the slug as `views.public.SLUG` reads it) and the confirmation link
 _SIGN_PATH = re.compile(r"/p/([a-z0-9][a-z0-9-]{0,79})/sign")
+_CONFIRM_PATH = re.compile(r"/c/([A-Za-z0-9_.-]{1,200})")
+#: the fields of the Confirm button's form
+_BUTTON_FIELDS = frozenset({"csrf_token", "submit"})
 _FORM = "application/x-www-form-urlencoded"
 
 log = logging.getLogger(__name__)
@@ -58,18 +64,16 @@ StartResponse = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Signed:
-    """What the sign view answered a signature with: the letter, the signer's handle and the
-    CSRF token in the "check your email" page it sent."""
+class Answered:
+    """Which kept signer page answered a request, and the signer's own values in its holes."""
 
-    slug: str
-    handle: str
-    csrf_token: str
+    key: tuple[str, str]
+    holes: dict[str, str]
 
 
 @dataclass(slots=True)
-class SignAnswer:
-    """Flask's answer to a signature on one letter, with holes for the next signer's values."""
+class LearnedAnswer:
+    """Flask's answer with a kept signer page, with holes for the next signer's values."""
 
     status: str
     headers: list[tuple[str, str]]
@@ -84,10 +88,10 @@ class SignAnswer:
     limits_at: int
 
     def build(
-        self, handle: str, csrf_token: str, limits: list[tuple[str, str]], date: str
+        self, holes: dict[str, str], limits: list[tuple[str, str]], date: str
     ) -> tuple[list[tuple[str, str]], bytes]:
         """Headers and body for a signer given these values."""
-        body = self.page.fill({"csrf_token": csrf_token, "handle": handle}).encode()
+        body = self.page.fill(holes).encode()
         headers = self.headers.copy()
         if self.date_at >= 0:  # servers add their own Date; a WSGI app rarely sends one
             headers[self.date_at] = (headers[self.date_at][0], date)
@@ -97,43 +101,51 @@ class SignAnswer:
 
 
 class QuickSign:
-    """WSGI middleware in front of Flask that takes ordinary signatures itself."""
+    """WSGI middleware in front of Flask that takes ordinary signatures and confirmations."""
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.flask = app
         self.app = wsgi_app
-        self.answers: dict[str, SignAnswer] = {}
+        #: per kept page (`("check_email", slug)` or `("confirmed", slug)`), Flask's answer
+        self.answers: dict[tuple[str, str], LearnedAnswer] = {}
         #: the sign route's per-address limit, charged outside Flask (`security.SharedLimitBudget`)
         self.budget: Any = None
         self.store: Callable[[], microcache.TimedStore | None] = lambda: None
         self._keys: tuple[Any, ...] = ()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
+        if environ.get("REQUEST_METHOD") != "POST" or self.budget is None:
             return self.app(environ, start_response)
-        match = _SIGN_PATH.fullmatch(environ.get("PATH_INFO", ""))
-        if match is None or self.budget is None:
+        path = environ.get("PATH_INFO", "")
+        sign = _SIGN_PATH.fullmatch(path)
+        confirm = None if sign else _CONFIRM_PATH.fullmatch(path)
+        if sign is None and confirm is None:
             return self.app(environ, start_response)
-        slug = match.group(1)
         secret = self._csrf_secret(environ)
-        if secret is None:
-            return self.app(environ, start_response)
-        answer = self.answers.get(slug)
-        store = self.store()
-        if answer is None or store is None or answer.expires <= store.clock():
-            return self._learn(slug, environ, start_response)
-        body = _read_body(environ)
-        if body is None:
-            return self.app(environ, start_response)
+        body = _read_body(environ) if secret is not None else None
+        if secret is None or body is None or environ.get("CONTENT_TYPE") != _FORM:
+            return self._through_flask(environ, start_response)
         try:
-            quick = self._sign(slug, secret, answer, environ, body)
+            if sign is not None:
+                quick = self._sign(sign.group(1), secret, environ, body)
+            else:
+                assert confirm is not None
+                quick = self._confirm(confirm.group(1), secret, environ, body)
         except Exception:  # nothing was committed: Flask answers, as it would have
-            log.exception("a signature taken before Flask failed; Flask takes it")
+            log.exception("a request taken before Flask failed; Flask takes it")
             quick = None
         if quick is None:
-            return self.app(environ, start_response)
-        start_response(answer.status, quick[0])
-        return [quick[1]]
+            return self._through_flask(environ, start_response)
+        start_response(quick[0], quick[1])
+        return [quick[2]]
+
+    def _answer(self, key: tuple[str, str]) -> LearnedAnswer | None:
+        """The learned answer with the kept page `key`, while that page is kept."""
+        answer = self.answers.get(key)
+        store = self.store()
+        if answer is None or store is None or answer.expires <= store.clock():
+            return None
+        return answer
 
     # -- checks -------------------------------------------------------------------------
 
@@ -207,25 +219,26 @@ class QuickSign:
 
     # -- the signature ------------------------------------------------------------------
 
-    def _sign(
-        self,
-        slug: str,
-        secret: str,
-        answer: SignAnswer,
-        environ: dict[str, Any],
-        body: bytes,
-    ) -> tuple[list[tuple[str, str]], bytes] | None:
-        """Take the signature and build Flask's answer; None when Flask must judge it."""
-        if environ.get("CONTENT_TYPE") != _FORM:
-            return None
+    def _fields(self, environ: dict[str, Any], secret: str, body: bytes) -> dict[str, str] | None:
+        """The form's fields, once each, if its CSRF token is good."""
         try:
             pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
         except (UnicodeDecodeError, ValueError):
             return None
         fields = dict(pairs)
-        if len(fields) != len(pairs):
+        if len(fields) != len(pairs) or not self._csrf_ok(
+            environ, secret, fields.get("csrf_token")
+        ):
             return None
-        if not self._csrf_ok(environ, secret, fields.get("csrf_token")):
+        return fields
+
+    def _sign(
+        self, slug: str, secret: str, environ: dict[str, Any], body: bytes
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Take the signature and build Flask's answer; None when Flask must judge it."""
+        answer = self._answer(("check_email", slug))
+        fields = self._fields(environ, secret, body) if answer is not None else None
+        if answer is None or fields is None:
             return None
         cache = microcache.for_app(self.flask)
         rules = cache.pages.get(("signing rules", slug)) if cache is not None else None
@@ -253,15 +266,56 @@ class QuickSign:
             finally:
                 writes.close()
         # Nothing after the commit can fail, so Flask never takes a signature a second time.
-        return answer.build(handle, token, limits, microcache.http_date_now())
+        holes = {"csrf_token": token, "handle": handle}
+        return answer.status, *answer.build(holes, limits, microcache.http_date_now())
+
+    def _confirm(
+        self, link: str, secret: str, environ: dict[str, Any], body: bytes
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """Confirm the signature behind the link and build Flask's answer; None when Flask
+        must judge it."""
+        fields = self._fields(environ, secret, body)
+        if fields is None or not fields.keys() <= _BUTTON_FIELDS:
+            return None
+        engines = self.flask.extensions
+        with self.flask.app_context():
+            writes = CoreWrites(engines["db_write_engine"])
+            # On SQLite reads take a connection of their own, so the write lock waits for them
+            # no longer than `views.signing.confirm` makes it wait.
+            separate = engines["db_engine"].dialect.name == "sqlite"
+            reads = CoreWrites(engines["db_engine"]) if separate else writes
+            try:
+                now = utcnow()
+                try:
+                    found, letter = signing.pending_by_link(reads, writes, link, now)
+                except DomainError:
+                    return None
+                finally:
+                    if separate:
+                        reads.close()
+                answer = self._answer(("confirmed", letter.slug))
+                if answer is None:
+                    return None
+                try:
+                    result = signing.record_confirmation(writes, found, letter, now)
+                except DomainError:
+                    return None
+                writes.commit()
+            finally:
+                writes.close()
+        cache = microcache.for_app(self.flask)
+        if cache is not None:  # as after every write through Flask
+            cache.forget()
+        holes = {"withdraw_url": result.withdraw_url, "withdraw_code": result.withdraw_code}
+        return answer.status, *answer.build(holes, [], microcache.http_date_now())
 
     # -- learning -----------------------------------------------------------------------
 
-    def _learn(
-        self, slug: str, environ: dict[str, Any], start_response: StartResponse
+    def _through_flask(
+        self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        """Let Flask answer, and keep its answer as the template for this letter if it can be
-        one."""
+        """Let Flask answer; keep its answer as a template if it answered with a kept signer
+        page and can be one."""
         sent: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
@@ -269,41 +323,41 @@ class QuickSign:
             return start_response(status, headers, *exc_info)
 
         body_iter = self.app(environ, capture)
-        signed: Signed | None = environ.get(SIGNED)
-        if signed is None or signed.slug != slug or not sent:
+        answered: Answered | None = environ.get(ANSWERED)
+        if answered is None or not sent or self._csrf_secret(environ) is None:
             return body_iter
         body = microcache.read_all(body_iter)
-        answer = self._template(signed, environ, sent[0], sent[1], body)
+        answer = self._template(answered, environ, sent[0], sent[1], body)
         if answer is not None:
-            self.answers[slug] = answer
+            self.answers[answered.key] = answer
         return [body]
 
     def _template(
         self,
-        signed: Signed,
+        answered: Answered,
         environ: dict[str, Any],
         status: str,
         headers: list[tuple[str, str]],
         body: bytes,
-    ) -> SignAnswer | None:
-        """A template for Flask's answer to this signature, or None if it cannot be one."""
+    ) -> LearnedAnswer | None:
+        """A template for Flask's answer with this kept page, or None if it cannot be one."""
         store = self.store()
-        key = ("check_email", signed.slug)
-        page = store.get(key) if store is not None else None
-        expires = store.expiry(key) if store is not None else None
+        page = store.get(answered.key) if store is not None else None
+        expires = store.expiry(answered.key) if store is not None else None
         if page is None or expires is None or not status.startswith("200 "):
             return None
         names = [name.lower() for name, _ in headers]
         if "set-cookie" in names or names.count("content-length") != 1 or names.count("date") > 1:
             return None
-        limit_names = self.budget.header_names if self.budget.enabled else frozenset()
+        limited = answered.key[0] == "check_email" and self.budget.enabled
+        limit_names = self.budget.header_names if limited else frozenset()
         at = [i for i, name in enumerate(names) if name in limit_names]
         if len(at) != len(limit_names) or (at and at != list(range(at[0], at[0] + len(at)))):
             return None
         limits = [headers[i] for i in at]
         static = [header for i, header in enumerate(headers) if i not in at]
         static_names = [name.lower() for name, _ in static]
-        answer = SignAnswer(
+        answer = LearnedAnswer(
             status=status,
             headers=static,
             page=page,
@@ -313,13 +367,14 @@ class QuickSign:
             limits_at=at[0] if at else 0,
         )
         # Nothing of this signer's may stay in what the next signer is sent.
-        own = (signed.handle, signed.csrf_token)
+        own = [value for value in answered.holes.values() if value]
         if any(mine in text for mine in own for header in static for text in header):
             return None
-        if any(mine in page.fill({"csrf_token": "", "handle": ""}) for mine in own):
+        empty = page.fill(dict.fromkeys(answered.holes, ""))
+        if any(mine in empty for mine in own):
             return None
         date = headers[names.index("date")][1] if "date" in names else ""
-        rebuilt = answer.build(signed.handle, signed.csrf_token, limits, date)
+        rebuilt = answer.build(answered.holes, limits, date)
         return answer if rebuilt == (headers, body) else None
 
 

@@ -4,6 +4,7 @@ Flask's checks and Flask's limits; everything else still goes through Flask."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from flask import Flask
@@ -22,16 +23,19 @@ DETAILS = {"name": "Sam Signer", "affiliation": "current", "display": "counted"}
 
 
 class FlaskCalls:
-    """Counts the sign POSTs that reached Flask."""
+    """Counts the sign POSTs (or the confirmation POSTs) that reached Flask."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, confirmations: bool = False) -> None:
         self.quick = app.extensions["quicksign"]
         self.inner = self.quick.app
         self.count = 0
+        self.confirmations = confirmations
         self.quick.app = self
 
     def __call__(self, environ, start_response):
-        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/sign"):
+        path = environ["PATH_INFO"]
+        counted = path.startswith("/c/") if self.confirmations else path.endswith("/sign")
+        if environ["REQUEST_METHOD"] == "POST" and counted:
             self.count += 1
         return self.inner(environ, start_response)
 
@@ -146,6 +150,80 @@ def test_signatures_before_flask_count_against_flasks_limit(site, app):
     assert remaining == list(range(9, -1, -1))
     assert calls.count < 12  # some of them were taken before Flask
     assert _signatures(app) == 10
+
+
+def _anonymous_count(app: Flask, slug: str) -> int:
+    html = app.test_client().get(f"/p/{slug}").get_data(as_text=True)
+    match = re.search(r'id="verified-count">([\d,]+)<', html)
+    assert match
+    return int(match.group(1).replace(",", ""))
+
+
+def test_ordinary_confirmations_skip_flask_and_get_flasks_answer(site, app):
+    slug = site.letter()
+    signers = []
+    for number in range(5):
+        client, fields = _signer(app, slug)
+        wants = {"wants_updates": "y", "updates_email": f"home{number}@example.org"}
+        _sign(client, slug, fields, f"conf{number}@example.net", **(wants if number == 4 else {}))
+        signers.append(client)
+    site.deliver()
+    calls = FlaskCalls(app, confirmations=True)
+    pages, links = [], []
+    for number, client in enumerate(signers):
+        before = _anonymous_count(app, slug)
+        path = site.mailbox.last_to(f"conf{number}@example.net").link()
+        path = path.removeprefix("http://undersigned.test")
+        links.append((client, path))
+        token = csrf_from(client.get(path).get_data(as_text=True))
+        answer = client.post(path, data={"csrf_token": token})
+        assert answer.status_code == 200
+        assert "Your signature counts" in answer.get_data(as_text=True)
+        pages.append(answer)
+        # The count anyone reads in this process moves at once: the caches were emptied.
+        assert _anonymous_count(app, slug) == before + 1
+    assert calls.count <= 2
+    assert [name for name, _ in pages[-1].headers] == [name for name, _ in pages[1].headers]
+    assert pages[-1].headers["Cache-Control"] == "no-store"
+    codes = [
+        re.search(r'id="withdraw-code">([A-Z0-9-]+)<', page.get_data(as_text=True)).group(1)
+        for page in pages
+    ]
+    assert len(set(codes)) == 5
+    # A link used once is refused the second time, by Flask.
+    client, path = links[-1]
+    assert "already confirmed" in client.get(path).get_data(as_text=True).lower()
+    token = csrf_from(client.get(f"/p/{slug}").get_data(as_text=True))
+    again = client.post(path, data={"csrf_token": token})
+    assert "already confirmed" in again.get_data(as_text=True).lower()
+    assert site.count(slug) == 5
+    # The signer who asked for updates got the "signed" email, with the letter's title.
+    site.deliver()
+    signed = site.mailbox.last_to("home4@example.org")
+    assert "Drop the ICE contract" in signed.text
+    # Each withdrawal code withdraws its own signature.
+    withdrawn = site.post_form("/withdraw", "/withdraw", {"code": codes[2]})
+    assert withdrawn.status_code == 200
+    assert site.count(slug) == 4
+
+
+def test_a_confirmation_with_a_bad_token_or_extra_fields_goes_to_flask(site, app):
+    slug = site.letter()
+    client, fields = _signer(app, slug)
+    _sign(client, slug, fields, "odd@example.net")
+    site.deliver()
+    path = site.mailbox.last_to("odd@example.net").link().removeprefix("http://undersigned.test")
+    calls = FlaskCalls(app, confirmations=True)
+    token = csrf_from(client.get(path).get_data(as_text=True))
+    forged = client.post(path, data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert client.post(path[:-3] + "abc", data={"csrf_token": token}).status_code == 400
+    assert calls.count == 2
+    assert site.count(slug) == 0
+    assert "Your signature counts" in client.post(path, data={"csrf_token": token}).get_data(
+        as_text=True
+    )
+    assert site.count(slug) == 1
 
 
 FORMS = [

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from petitions.db import execute_compiled
+from petitions.db import Writes, execute_compiled
 from petitions.models import (
     Display,
     Petition,
@@ -66,7 +66,7 @@ def _adder(dialect: str, buckets: int) -> Any:
     )
 
 
-def add(session: Session, petition_id: int, buckets: list[str], delta: int) -> None:
+def add(session: Writes, petition_id: int, buckets: list[str], delta: int) -> None:
     """Add `delta` to each bucket, on one random shard, with one atomic multi-row upsert."""
     connection = session.connection()
     params: dict[str, Any] = {

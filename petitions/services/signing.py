@@ -316,7 +316,7 @@ _PENDING_BY = {
 }
 
 
-def _find_pending(session: Session, by: str, key: str) -> _Pending | None:
+def _find_pending(session: Writes, by: str, key: str) -> _Pending | None:
     """A confirmation token by its nonce hash or handle, with its signature and letter."""
     row = session.connection().execute(_PENDING_BY[by], {"key": key}).first()
     if row is None:
@@ -359,8 +359,8 @@ def _check_pending(found: _Pending, now: datetime) -> LetterRef:
     return found.letter
 
 
-def _record_confirmation(
-    session: Session, found: _Pending, letter: LetterRef, now: datetime
+def record_confirmation(
+    session: Writes, found: _Pending, letter: LetterRef, now: datetime
 ) -> Confirmed:
     """The writes of a confirmation that `_check_pending` allowed, each conditional, so a
     racing second click changes nothing."""
@@ -385,7 +385,8 @@ def _record_confirmation(
             session,
             found.updates_email,
             "signed",
-            petition=session.get(Petition, letter.id),
+            # the letter's MAIL_FIELDS, as the worker's templates read them
+            petition={"id": letter.id, "title": letter.title, "addressed_to": letter.addressed_to},
             withdraw_url=withdraw_url(issued.link_token),
             withdraw_code=issued.display_code,
         )
@@ -417,23 +418,33 @@ def check_link(session: Session, link_token: str, now: datetime) -> Token:
     return row
 
 
-def confirm_by_link(reads: Session, writes: Session, link_token: str, now: datetime) -> Confirmed:
-    """Confirm through the emailed link (POST only: scanners fetch links with GET).
-
-    The token, signature and letter are read with `reads`, which takes no lock; `writes`
-    then makes only conditional changes, so the write lock is held for a few statements.
-    """
+def pending_by_link(
+    reads: Writes, writes: Writes, link_token: str, now: datetime
+) -> tuple[_Pending, LetterRef]:
+    """The pending signature behind a confirmation link and its letter, if the link can
+    confirm it now (raises otherwise). Read with `reads`, which takes no lock; on SQLite its
+    transaction is ended here, so its connection goes back to the pool before any write."""
     nonce = tokens.unsign_nonce(TokenPurpose.CONFIRM_SIGNATURE, link_token)
     if nonce is None:
         raise token_service.TokenInvalid(
             "This link is not valid. It may have been cut short or changed."
         )
     found = _find_pending(reads, "nonce_hash", tokens.hash_nonce(nonce))
-    if reads is not writes:  # SQLite: end the read, so its connection goes back to the pool
+    if reads is not writes:
         reads.rollback()
     if found is None:
         raise token_service.TokenInvalid("This link is not valid, or it is too old to be used.")
-    return _record_confirmation(writes, found, _check_pending(found, now), now)
+    return found, _check_pending(found, now)
+
+
+def confirm_by_link(reads: Writes, writes: Writes, link_token: str, now: datetime) -> Confirmed:
+    """Confirm through the emailed link (POST only: scanners fetch links with GET).
+
+    The token, signature and letter are read with `reads`, which takes no lock; `writes`
+    then makes only conditional changes, so the write lock is held for a few statements.
+    """
+    found, letter = pending_by_link(reads, writes, link_token, now)
+    return record_confirmation(writes, found, letter, now)
 
 
 def confirm_by_code(
@@ -467,7 +478,7 @@ def confirm_by_code(
         if left <= 0:
             raise CodeLocked("Too many wrong codes. Ask for a fresh email to get a new one.")
         raise CodeInvalid(f"That code is not right. {left} more {'try' if left == 1 else 'tries'}.")
-    return _record_confirmation(writes, found, letter, now)
+    return record_confirmation(writes, found, letter, now)
 
 
 def resend(session: Session, row: Token, now: datetime) -> str | None:

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, abort, current_app, make_response, render
 from flask import session as browser_session
 from flask_wtf.csrf import generate_csrf
 
-from petitions import microcache, quicksign
+from petitions import microcache
 from petitions.db import end_reads, get_session, utcnow
 from petitions.firstvisit import FIRST_VISIT, FirstVisit, is_first_visit
 from petitions.forms import SignForm
@@ -222,10 +222,7 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
         form.email.errors.append(str(exc))
         return _letter_page(published(slug), form, 400)
     session.commit()
-    page = signer_pages.check_email(rules.letter, handle)
-    if signer_pages.kept():  # the kept page answered: QuickSign may learn from this answer
-        request.environ[quicksign.SIGNED] = quicksign.Signed(slug, handle, generate_csrf())
-    return page
+    return signer_pages.check_email(rules.letter, handle)
 
 
 def _signing_rules(slug: str) -> signing.LetterRules | None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import current_app, render_template
+from flask import current_app, render_template, request
 from flask_wtf.csrf import generate_csrf
 
 from petitions import microcache
 from petitions.forms import CodeForm
+from petitions.quicksign import ANSWERED, Answered
 from petitions.services.signing import Confirmed, LetterRef
 from petitions.views.caching import PageWithHoles, shared_page_cache
 
@@ -42,6 +43,8 @@ def _kept(key: tuple[str, str], holes: dict[str, str], render: Callable[[], str]
     store = _store()
     if store is None:
         return render()
+    # What `petitions.quicksign` learns its answers from, when this page answers the request.
+    request.environ[ANSWERED] = Answered(key, holes)
     kept: PageWithHoles | None = store.get(key)
     if kept is not None:
         return kept.fill(holes)
@@ -49,11 +52,6 @@ def _kept(key: tuple[str, str], holes: dict[str, str], render: Callable[[], str]
     kept = PageWithHoles.cut(html, holes)
     store.put(key, kept, kept.size)
     return html
-
-
-def kept() -> bool:
-    """Whether this request's signer pages come from the kept renderings."""
-    return _store() is not None
 
 
 def check_email(letter: LetterRef, handle: str) -> str:
