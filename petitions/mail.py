@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import insert
 
-from petitions.db import FastInsert, Writes, utcnow
+from petitions.db import FastStatement, Writes, utcnow
 from petitions.models import OutboxMessage, Petition, Report, User
 from petitions.models.outbox import OutboxStatus
 
@@ -57,21 +57,31 @@ def _template_names(folder: str) -> frozenset[str]:
 
 
 #: the outbox row of a new message; built once, and run on the driver's cursor
-_QUEUE = FastInsert(insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id))
+_QUEUE = FastStatement(insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id))
+#: the columns an `outbox_row` gives
+OUTBOX_COLUMNS = (
+    "recipient",
+    "recipient_domain",
+    "template",
+    "context",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
 
 
-def queue_email(session: Writes, recipient: str, template: str, **context: Any) -> int:
-    """Queue `mail/<template>` for `recipient`; the worker renders and sends it. Returns its id.
+def outbox_row(recipient: str, template: str, **context: Any) -> dict[str, Any]:
+    """The outbox row that queues `mail/<template>` for `recipient`, every column given.
 
     A model object in `context` (a user, petition or report) is reduced here to the fields in
-    MAIL_FIELDS, so the outbox holds no more than the message will show. The row is written
-    with one INSERT on the session's connection, in the session's transaction.
+    MAIL_FIELDS, so the outbox holds no more than the message will show.
     """
     folder = os.path.join(current_app.root_path, current_app.template_folder or "templates")
     if template not in _template_names(folder):
         raise ValueError(f"there is no mail template {template!r}")
     now = utcnow()
-    row = {
+    return {
         "recipient": recipient,
         "recipient_domain": recipient.rpartition("@")[2],
         "template": template,
@@ -82,6 +92,19 @@ def queue_email(session: Writes, recipient: str, template: str, **context: Any) 
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+def queue_email(session: Writes, recipient: str, template: str, **context: Any) -> int:
+    """Queue `mail/<template>` for `recipient`; the worker renders and sends it. Returns its id.
+
+    The row (`outbox_row`) is written with one INSERT on the session's connection, in the
+    session's transaction.
+    """
+    return queue_row(session, outbox_row(recipient, template, **context))
+
+
+def queue_row(session: Writes, row: dict[str, Any]) -> int:
+    """Write an `outbox_row` with one INSERT in the session's transaction; its id."""
     return int(_QUEUE(session.connection(), row))
 
 

@@ -257,7 +257,10 @@ class QuickSign:
                 return None
             _sessions, csrf, _field = self._serializers()
             token = csrf.dumps(secret)  # as Flask-WTF's generate_csrf makes it
-            writes = CoreWrites(self.flask.extensions["db_write_engine"])
+            engine = self.flask.extensions["db_write_engine"]
+            # On PostgreSQL a new signature is one statement (`signing.sign`), so it needs no
+            # transaction of its own; an address that signed before gets one.
+            writes = CoreWrites(engine, autocommit=engine.dialect.name == "postgresql")
             try:
                 handle = signing.sign(writes, rules, request, utcnow())
                 writes.commit()

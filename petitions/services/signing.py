@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petitions import tokens
-from petitions.db import FastInsert, Writes
-from petitions.mail import queue_email
+from petitions.db import FastStatement, Writes
+from petitions.mail import OUTBOX_COLUMNS, outbox_row, queue_email, queue_row
 from petitions.models import (
     Affiliation,
     Display,
     EmployerDomain,
+    OutboxMessage,
     Petition,
     PetitionState,
     Signature,
@@ -124,6 +126,7 @@ def withdraw_url(link_token: str) -> str:
 # SQLAlchemy statement costs. They run on the session's connection, as Core.
 _SIGNATURES: Table = Signature.__table__  # type: ignore[assignment]
 _TOKENS: Table = Token.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 _RULES = (
     select(
@@ -142,7 +145,7 @@ _RULES = (
 )
 
 #: a new pending signature, run on the driver's cursor (a duplicate address raises)
-_NEW_SIGNATURE = FastInsert(insert(_SIGNATURES).returning(_SIGNATURES.c.id))
+_NEW_SIGNATURE = FastStatement(insert(_SIGNATURES).returning(_SIGNATURES.c.id))
 #: the signature an address already has on a letter
 _EXISTING = (
     select(_SIGNATURES.c.id, _SIGNATURES.c.state)
@@ -232,8 +235,14 @@ def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetim
         "confirmed_at": None,
         **fields,
     }
+    mail = _confirmation_mail(issued, request.email)
     try:
-        signature_id = _NEW_SIGNATURE(session.connection(), params)
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            # One statement, one round trip: the signature, its token and its email.
+            _SIGN_AT_ONCE(connection, _at_once_params(params, issued.values, mail))
+            return issued.handle
+        signature_id = _NEW_SIGNATURE(connection, params)
     except IntegrityError:
         # The address is on this letter already (perhaps from a racing request). The insert
         # was the transaction's first statement, so starting again loses nothing.
@@ -252,22 +261,85 @@ def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetim
         )
         signature_id = existing.id
     issued.values["signature_id"] = signature_id
-    return _mail_confirmation(session, issued, request.email)
-
-
-def _mail_confirmation(session: Writes, issued: token_service.IssuedToken, email: str) -> str:
-    """Store a prepared confirmation token and queue the discreet email with its link and code;
-    the handle for the code-entry form."""
     token_service.record(session, issued)
-    queue_email(
-        session,
+    queue_row(session, mail)
+    return issued.handle
+
+
+def _confirmation_mail(issued: token_service.IssuedToken, email: str) -> dict[str, Any]:
+    """The outbox row of the discreet email with a prepared confirmation's link and code."""
+    return outbox_row(
         email,
         "confirm_signature",
         url=confirm_url(issued.link_token),
         code=issued.display_code,
         max_age_days=current_app.config["TOKEN_MAX_AGE"] // 86400,
     )
+
+
+def _mail_confirmation(session: Writes, issued: token_service.IssuedToken, email: str) -> str:
+    """Store a prepared confirmation token and queue its email; the handle for the code-entry
+    form."""
+    token_service.record(session, issued)
+    queue_row(session, _confirmation_mail(issued, email))
     return issued.handle
+
+
+#: what `sign` gives a new signature, its token and its email
+_SIGNATURE_COLUMNS = (
+    "petition_id",
+    "state",
+    "address_hash",
+    "created_at",
+    "confirmed_at",
+    "email",
+    "email_domain",
+    "employer_id",
+    "affiliation",
+    "display",
+    "name",
+    "job_title",
+    "team",
+    "updates_email",
+)
+_TOKEN_COLUMNS = tuple(column for column in token_service.COLUMNS if column != "signature_id")
+
+
+def _sign_at_once() -> Select[Any]:
+    """A new signature, its confirmation token and its email as one statement, for PostgreSQL
+    (INSERTs in CTEs): a duplicate address fails it whole, as it fails the first INSERT."""
+
+    def binds(table: Table, prefix: str, columns: tuple[str, ...]) -> dict[str, Any]:
+        return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns}
+
+    signature = (
+        insert(_SIGNATURES)
+        .values(binds(_SIGNATURES, "s_", _SIGNATURE_COLUMNS))
+        .returning(_SIGNATURES.c.id)
+        .cte("new_signature")
+    )
+    token = (
+        insert(_TOKENS)
+        .from_select(
+            [*_TOKEN_COLUMNS, "signature_id"],
+            select(*binds(_TOKENS, "t_", _TOKEN_COLUMNS).values(), signature.c.id),
+        )
+        .cte("new_token")
+    )
+    mail = insert(_OUTBOX).values(binds(_OUTBOX, "m_", OUTBOX_COLUMNS)).cte("new_mail")
+    return select(signature.c.id).add_cte(token).add_cte(mail)
+
+
+_SIGN_AT_ONCE = FastStatement(_sign_at_once())
+
+
+def _at_once_params(
+    signature: dict[str, Any], token: dict[str, Any], mail: dict[str, Any]
+) -> dict[str, Any]:
+    params = {f"s_{name}": signature[name] for name in _SIGNATURE_COLUMNS}
+    params.update((f"t_{name}", token[name]) for name in _TOKEN_COLUMNS)
+    params.update((f"m_{name}", mail[name]) for name in OUTBOX_COLUMNS)
+    return params
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
-from petitions.db import FastInsert, Writes
+from petitions.db import FastStatement, Writes
 from petitions.models import Token, TokenPurpose
 from petitions.models.errors import DomainError
 
@@ -96,7 +96,19 @@ def prepare(
     return IssuedToken(values=values, link_token=tokens.sign_nonce(purpose, nonce), code=code)
 
 
-_INSERT = FastInsert(insert(Token.__table__))
+_INSERT = FastStatement(insert(Token.__table__))
+#: the columns `prepare` gives a token
+COLUMNS = (
+    "purpose",
+    "nonce_hash",
+    "handle",
+    "code_hash",
+    "code_attempts",
+    "signature_id",
+    "user_id",
+    "created_at",
+    "expires_at",
+)
 
 
 def record(session: Writes, issued: IssuedToken) -> None:
