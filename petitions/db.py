@@ -106,31 +106,30 @@ class QueuedWriterConnection(sqlite3.Connection):
     """
 
     writer_lock_path: str | None = None
-    _writer_fd: int | None = None
+    #: this connection's descriptor of the lock file, opened once
+    _lock_fd: int | None = None
+    _holding = False
 
     def queue_for_writes(self) -> None:
         """Wait for this database's writer lock (held until commit, rollback or close)."""
-        if self._writer_fd is not None or self.writer_lock_path is None:
+        if self._holding or self.writer_lock_path is None:
             return
-        fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        _held_here(self.writer_lock_path, +1)
         try:
-            _held_here(self.writer_lock_path, +1)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                _held_here(self.writer_lock_path, -1)
-                raise
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except BaseException:
-            os.close(fd)
+            _held_here(self.writer_lock_path, -1)
             raise
-        self._writer_fd = fd
+        self._holding = True
 
     def leave_queue(self) -> None:
-        """Let the next writer go (closing the descriptor releases the lock)."""
-        fd, self._writer_fd = self._writer_fd, None
-        if fd is not None:
-            os.close(fd)
-            assert self.writer_lock_path is not None
+        """Let the next writer go."""
+        if self._holding:
+            assert self._lock_fd is not None and self.writer_lock_path is not None
+            self._holding = False
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             _held_here(self.writer_lock_path, -1)
 
     def commit(self) -> None:
@@ -150,6 +149,9 @@ class QueuedWriterConnection(sqlite3.Connection):
             super().close()
         finally:
             self.leave_queue()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 _WRITERS_HERE: dict[tuple[str, int], int] = {}
@@ -443,7 +445,8 @@ class FastStatement:
             compiled = self.statement.compile(dialect=dialect, column_keys=names)
         else:
             compiled = self.statement.compile(dialect=dialect)
-        if compiled.insert_prefetch or compiled.postfetch or len(self.returned) > 1:
+        needs_defaults = compiled.insert_prefetch or getattr(compiled, "postfetch", None)
+        if needs_defaults or len(self.returned) > 1:
             return False
         if self.returned and not isinstance(self.returned[0].type, Integer):
             return False

@@ -281,29 +281,30 @@ class QuickSign:
         if fields is None or not fields.keys() <= _BUTTON_FIELDS:
             return None
         engines = self.flask.extensions
+        postgres = engines["db_engine"].dialect.name == "postgresql"
         with self.flask.app_context():
-            writes = CoreWrites(engines["db_write_engine"])
-            # On SQLite reads take a connection of their own, so the write lock waits for them
-            # no longer than `views.signing.confirm` makes it wait.
-            separate = engines["db_engine"].dialect.name == "sqlite"
-            reads = CoreWrites(engines["db_engine"]) if separate else writes
+            # The read takes a connection of its own: on SQLite the write lock then waits for
+            # it no longer than through Flask, and on PostgreSQL it is one round trip. The
+            # writes change nothing unless the signature is still pending.
+            reads = CoreWrites(engines["db_engine"], autocommit=postgres)
+            now = utcnow()
             try:
-                now = utcnow()
-                try:
-                    found, letter = signing.pending_by_link(reads, writes, link, now)
-                except DomainError:
-                    return None
-                finally:
-                    if separate:
-                        reads.close()
-                answer = self._answer(("confirmed", letter.slug))
-                if answer is None:
-                    return None
-                try:
-                    result = signing.record_confirmation(writes, found, letter, now)
-                except DomainError:
-                    return None
+                found, letter = signing.pending_by_link(reads, link, now, end_reads=True)
+            except DomainError:
+                return None
+            finally:
+                reads.close()
+            answer = self._answer(("confirmed", letter.slug))
+            if answer is None:
+                return None
+            # On PostgreSQL a confirmation is one statement unless it also queues an email.
+            single = postgres and not found.updates_email
+            writes = CoreWrites(engines["db_write_engine"], autocommit=single)
+            try:
+                result = signing.record_confirmation(writes, found, letter, now)
                 writes.commit()
+            except DomainError:
+                return None
             finally:
                 writes.close()
         cache = microcache.for_app(self.flask)

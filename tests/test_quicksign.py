@@ -283,3 +283,22 @@ def test_plain_checks_accept_only_what_the_sign_form_accepts_with_the_same_value
         accepted = [plain_sign_request({**raw, "started": started}) for raw in FORMS]
     assert any(accepted) == (stamp == "fresh")
     assert not all(itertools.chain(accepted))
+
+
+def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
+    from petitions import mail
+    from petitions.services import signing
+    from petitions.services import tokens as token_service
+
+    slug = site.letter()
+    client, fields = _signer(app, slug)
+    _sign(client, slug, fields, "driver@example.net")
+    assert "Your signature counts" in site.confirm_link("driver@example.net").get_data(as_text=True)
+    dialect = app.extensions["db_engine"].dialect.name
+    if dialect == "postgresql":
+        used = [signing._SIGN_AT_ONCE, signing._confirm_at_once(2)]
+    else:
+        used = [signing._NEW_SIGNATURE, token_service._INSERT, mail._QUEUE]
+    for statement in used:
+        prepared = [value for (name, _), value in statement._prepared.items() if name == dialect]
+        assert prepared and all(value is not False for value in prepared), statement.statement
