@@ -116,3 +116,35 @@ def test_worker_command_drains(app, mailbox):
     assert result.exit_code == 0, result.output
     assert "2 sent" in result.output
     assert len(mailbox.messages) == 2
+
+
+def test_signatures_are_not_held_up_while_a_batch_is_being_sent(app, mailbox, monkeypatch):
+    """On SQLite a batch's read once kept the write lock until every message had gone out."""
+    _queue(app, 3)
+    send_all = delivery._send_all
+    finished: list[bool] = []
+
+    def write_meanwhile() -> None:
+        with app.test_request_context(), new_session(app) as session:
+            queue_email(session, "meanwhile@example.net", "already_signed")
+            session.commit()
+        finished.append(True)
+
+    writers: list[threading.Thread] = []
+    waited: list[bool] = []
+
+    def sending(*args, **kwargs):
+        writers.append(threading.Thread(target=write_meanwhile))
+        writers[0].start()
+        writers[0].join(5)
+        waited.append(not finished)
+        return send_all(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_send_all", sending)
+    with new_session(app) as session:
+        report = delivery.deliver_batch(app, session, "test-owner")
+    writers[0].join(30)
+    assert waited == [False], "a write waited for the batch being sent"
+    assert report.sent == 3
+    assert finished == [True]
+    assert [m.status for m in _messages(app)] == [OutboxStatus.SENT] * 3 + [OutboxStatus.QUEUED]

@@ -67,7 +67,7 @@ def claim_batch(session: Session, owner: str, limit: int, now: datetime) -> list
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return list(
+    batch = list(
         session.scalars(
             select(OutboxMessage)
             .where(OutboxMessage.lease_owner == owner, OutboxMessage.status == OutboxStatus.QUEUED)
@@ -76,6 +76,10 @@ def claim_batch(session: Session, owner: str, limit: int, now: datetime) -> list
             .execution_options(populate_existing=True)
         )
     )
+    # End that read's transaction before the batch is sent: on SQLite it took the write lock,
+    # which every signature would otherwise wait for until the whole batch had gone out.
+    session.commit()
+    return batch
 
 
 def _message_bytes(app: Flask, message: OutboxMessage, writer: MessageWriter) -> bytes:
