@@ -108,7 +108,8 @@ class QueuedWriterConnection(sqlite3.Connection):
     writer_lock_path: str | None = None
     #: this connection's descriptor of the lock file, opened once
     _lock_fd: int | None = None
-    _holding = False
+    #: the thread that holds the writer lock through this connection, or 0
+    _holding = 0
 
     def queue_for_writes(self) -> None:
         """Wait for this database's writer lock (held until commit, rollback or close)."""
@@ -116,21 +117,23 @@ class QueuedWriterConnection(sqlite3.Connection):
             return
         if self._lock_fd is None:
             self._lock_fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        _held_here(self.writer_lock_path, +1)
+        owner = threading.get_ident()
+        _held_here(self.writer_lock_path, +1, owner)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except BaseException:
-            _held_here(self.writer_lock_path, -1)
+            _held_here(self.writer_lock_path, -1, owner)
             raise
-        self._holding = True
+        self._holding = owner
 
     def leave_queue(self) -> None:
         """Let the next writer go."""
-        if self._holding:
+        owner, self._holding = self._holding, 0
+        if owner:
             assert self._lock_fd is not None and self.writer_lock_path is not None
-            self._holding = False
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            _held_here(self.writer_lock_path, -1)
+            # the thread that took it, whichever thread ends the transaction (pool clean-up)
+            _held_here(self.writer_lock_path, -1, owner)
 
     def commit(self) -> None:
         try:
@@ -158,10 +161,10 @@ _WRITERS_HERE: dict[tuple[str, int], int] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def _held_here(path: str, change: int) -> None:
-    """Count this thread's claims on a writer lock; a second claim from the thread that holds
+def _held_here(path: str, change: int, thread: int) -> None:
+    """Count a thread's claims on a writer lock; a second claim from the thread that holds
     it would wait for itself forever, so it fails at once, as SQLite would after its timeout."""
-    key = (path, threading.get_ident())
+    key = (path, thread)
     with _WRITERS_LOCK:
         held = _WRITERS_HERE.get(key, 0)
         if change > 0 and held:

@@ -38,8 +38,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask
+from flask_wtf.csrf import same_origin
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_cookie
+from werkzeug.sansio.utils import get_host
 
 from petitions import microcache
 from petitions.db import CoreWrites, utcnow
@@ -114,7 +117,10 @@ class QuickSign:
         self._keys: tuple[Any, ...] = ()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST" or self.budget is None:
+        method = environ.get("REQUEST_METHOD")
+        if method not in _SAFE_METHODS and "HTTP_REFERER" in environ:
+            _drop_unreadable_referer(environ)
+        if method != "POST" or self.budget is None:
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO", "")
         sign = _SIGN_PATH.fullmatch(path)
@@ -131,7 +137,7 @@ class QuickSign:
             else:
                 assert confirm is not None
                 quick = self._confirm(confirm.group(1), secret, environ, body)
-        except Exception:  # nothing was committed: Flask answers, as it would have
+        except Exception:  # raised before any commit: Flask answers, as it would have
             log.exception("a request taken before Flask failed; Flask takes it")
             quick = None
         if quick is None:
@@ -196,17 +202,21 @@ class QuickSign:
         ):
             return False  # unusual set-ups are Flask's to judge
         if environ.get("wsgi.url_scheme") == "https" and config.get("WTF_CSRF_SSL_STRICT", True):
-            referrer = urlsplit(environ.get("HTTP_REFERER", ""))
-            host = urlsplit(f"https://{environ.get('HTTP_HOST', '')}/")
-            try:
-                same = (referrer.scheme, referrer.hostname, referrer.port) == (
-                    host.scheme,
-                    host.hostname,
-                    host.port,
-                )
-            except ValueError:
+            # As Flask-WTF: the Referer must be this host, as Werkzeug reads the host.
+            referrer = environ.get("HTTP_REFERER")
+            if not referrer:
                 return False
-            if not same:
+            try:
+                server = (environ["SERVER_NAME"], int(environ["SERVER_PORT"]))
+            except (KeyError, ValueError):
+                server = None
+            try:
+                host = get_host(
+                    "https", environ.get("HTTP_HOST"), server, config.get("TRUSTED_HOSTS")
+                )
+                if not host or not same_origin(referrer, f"https://{host}/"):
+                    return False
+            except (ValueError, SecurityError):
                 return False
         if not token:
             return False
@@ -222,7 +232,13 @@ class QuickSign:
     def _fields(self, environ: dict[str, Any], secret: str, body: bytes) -> dict[str, str] | None:
         """The form's fields, once each, if its CSRF token is good."""
         try:
-            pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
+            # Escapes that are not UTF-8 are Flask's to read (Werkzeug keeps them as typed).
+            pairs = parse_qsl(
+                body.decode("ascii"),
+                keep_blank_values=True,
+                strict_parsing=bool(body),
+                errors="strict",
+            )
         except (UnicodeDecodeError, ValueError):
             return None
         fields = dict(pairs)
@@ -267,7 +283,7 @@ class QuickSign:
             except DomainError:
                 return None
             finally:
-                writes.close()
+                _close(writes)
         # Nothing after the commit can fail, so Flask never takes a signature a second time.
         holes = {"csrf_token": token, "handle": handle}
         return answer.status, *answer.build(holes, limits, microcache.http_date_now())
@@ -293,7 +309,7 @@ class QuickSign:
             except DomainError:
                 return None
             finally:
-                reads.close()
+                _close(reads)
             answer = self._answer(("confirmed", letter.slug))
             if answer is None:
                 return None
@@ -306,7 +322,7 @@ class QuickSign:
             except DomainError:
                 return None
             finally:
-                writes.close()
+                _close(writes)
         cache = microcache.for_app(self.flask)
         if cache is not None:  # as after every write through Flask
             cache.forget()
@@ -380,6 +396,27 @@ class QuickSign:
         date = headers[names.index("date")][1] if "date" in names else ""
         rebuilt = answer.build(answered.holes, limits, date)
         return answer if rebuilt == (headers, body) else None
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _drop_unreadable_referer(environ: dict[str, Any]) -> None:
+    """Flask-WTF's HTTPS check raises (a 500) on a Referer that is no URL at all, such as
+    `https://[x/`. Without it the check refuses the form, as it refuses any foreign Referer."""
+    try:
+        urlsplit(environ["HTTP_REFERER"]).port  # noqa: B018 - parsing is the check
+    except ValueError:
+        del environ["HTTP_REFERER"]
+
+
+def _close(writes: CoreWrites) -> None:
+    """Give a connection back to the pool. After a commit nothing may send the request on
+    to Flask, which would take it a second time, so a failure here is only logged."""
+    try:
+        writes.close()
+    except Exception:
+        log.exception("a connection could not be given back to the pool")
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:

@@ -226,6 +226,39 @@ def test_a_confirmation_with_a_bad_token_or_extra_fields_goes_to_flask(site, app
     assert site.count(slug) == 1
 
 
+def test_over_https_the_referer_is_checked_as_flask_wtf_does(site, app):
+    slug = site.letter()
+    https = "https://localhost"
+    client = app.test_client()
+    page = client.get(f"/p/{slug}", base_url=https).get_data(as_text=True)
+    fields = sign_fields(page)
+    for number in range(3):  # Flask's answers, then answers taken before Flask
+        data = {**fields, **DETAILS, "email": f"tls{number}@example.net"}
+        refused = client.post(f"/p/{slug}/sign", data=data, base_url=https)
+        assert refused.status_code == 400  # no Referer over HTTPS
+        for referer in ("https://evil.example/", "https://localhost:8443/", "https://[x/"):
+            forged = client.post(
+                f"/p/{slug}/sign", data=data, base_url=https, headers={"Referer": referer}
+            )
+            assert forged.status_code == 400, referer
+        signed = client.post(
+            f"/p/{slug}/sign", data=data, base_url=https, headers={"Referer": f"{https}/p/{slug}"}
+        )
+        assert signed.status_code == 200
+    assert _signatures(app) == 3
+    site.deliver()
+    path = site.mailbox.last_to("tls2@example.net").link().removeprefix("http://undersigned.test")
+    landing = client.get(path, base_url=https)
+    # The token's URL stays on the site, but is sent along with the Confirm button's POST.
+    assert landing.headers["Referrer-Policy"] == "same-origin"
+    token = csrf_from(landing.get_data(as_text=True))
+    assert client.post(path, data={"csrf_token": token}, base_url=https).status_code == 400
+    confirmed = client.post(
+        path, data={"csrf_token": token}, base_url=https, headers={"Referer": f"{https}{path}"}
+    )
+    assert "Your signature counts" in confirmed.get_data(as_text=True)
+
+
 FORMS = [
     {**DETAILS, "email": "plain@example.net"},
     {**DETAILS, "email": "  Mixed.Case@Example.NET  ", "submit": "Sign"},
@@ -302,3 +335,49 @@ def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
     for statement in used:
         prepared = [value for (name, _), value in statement._prepared.items() if name == dialect]
         assert prepared and all(value is not False for value in prepared), statement.statement
+
+
+def test_an_address_that_signed_before_costs_the_same_writes_as_a_new_one(site, app, monkeypatch):
+    """The time of the answer must not tell a new signer from one who signed before: each
+    takes the SQLite writer lock once, and on PostgreSQL each is one statement."""
+    from petitions import db
+
+    slug = site.letter()
+    client, fields = _signer(app, slug)
+    _sign(client, slug, fields, "before@example.net")
+    _sign(client, slug, fields, "confirmed@example.net")
+    site.deliver()
+    assert "Your signature counts" in site.confirm_link("confirmed@example.net").get_data(
+        as_text=True
+    )
+    for number in range(2):  # fill the caches the confirmation emptied, learn the answer
+        other, other_fields = _signer(app, slug)
+        _sign(other, slug, other_fields, f"refill{number}@example.net")
+    calls = FlaskCalls(app)
+    events: list[str] = []
+    queue_for_writes = db.QueuedWriterConnection.queue_for_writes
+    rollback = db.CoreWrites.rollback
+
+    def queued(connection):
+        events.append("lock")
+        return queue_for_writes(connection)
+
+    def rolled_back(writes):
+        events.append("rollback")
+        return rollback(writes)
+
+    monkeypatch.setattr(db.QueuedWriterConnection, "queue_for_writes", queued)
+    monkeypatch.setattr(db.CoreWrites, "rollback", rolled_back)
+    seen = []
+    for address in ("new@example.net", "before@example.net", "confirmed@example.net"):
+        events.clear()
+        answer = _sign(client, slug, fields, address)
+        assert answer.status_code == 200
+        seen.append(list(events))
+    assert calls.count == 0
+    assert seen[0] == seen[1] == seen[2], seen
+    assert "rollback" not in seen[0]
+    site.deliver()
+    assert "already" in site.mailbox.last_to("confirmed@example.net").text.lower()
+    assert site.mailbox.last_to("before@example.net").code()
+    assert _signatures(app) == 5

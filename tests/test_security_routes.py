@@ -143,7 +143,7 @@ def test_security_headers_on_each_kind_of_page(app, world):
         assert headers["X-Frame-Options"] == "DENY", kind
         assert "Strict-Transport-Security" not in headers, kind  # plain http here
         token_page = kind in {"token", "withdraw", "reset", "account-confirm"}
-        expected = "no-referrer" if token_page else "strict-origin-when-cross-origin"
+        expected = "same-origin" if token_page else "strict-origin-when-cross-origin"
         assert headers["Referrer-Policy"] == expected, kind
         if token_page or kind in {"organizer", "account", "login"}:
             assert headers["Cache-Control"] == "no-store", kind

@@ -7,13 +7,15 @@ already confirmed address gives the caller the same kind of answer.
 from __future__ import annotations
 
 import functools
+import json
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, Select, Table, bindparam, delete, insert, select, text, update
+from sqlalchemy import Integer, Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -239,18 +241,28 @@ def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetim
         **fields,
     }
     mail = _confirmation_mail(issued, request.email)
-    try:
-        connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            # One statement, one round trip: the signature, its token and its email.
-            _SIGN_AT_ONCE(connection, _at_once_params(params, issued.values, mail))
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # One statement, one round trip, for a new address and for one that signed before
+        # alike, so the time of the answer does not tell them apart.
+        already = outbox_row(request.email, "already_signed")
+        found = _SIGN_AT_ONCE(connection, _at_once_params(params, issued.values, mail, already))
+        if found == _ALREADY_CONFIRMED:
+            return tokens.new_handle()
+        if found is not None:
             return issued.handle
-        signature_id = _NEW_SIGNATURE(connection, params)
-    except IntegrityError:
-        # The address is on this letter already (perhaps from a racing request). The insert
-        # was the transaction's first statement, so starting again loses nothing.
+        # A racing transaction holds the address (or just removed it): take the long way.
         session.rollback()
         connection = session.connection()
+    try:
+        signature_id = _NEW_SIGNATURE(connection, params)
+    except IntegrityError:
+        # The address is on this letter already (perhaps from a racing request). SQLite undid
+        # only the failed INSERT and the writer lock is still held, so this path queues no
+        # more than a new address does; PostgreSQL must start the transaction again.
+        if connection.dialect.name != "sqlite":
+            session.rollback()
+            connection = session.connection()
         existing = connection.execute(
             _EXISTING, {"petition_id": petition_id, "address_hash": address_hash}
         ).first()
@@ -259,9 +271,7 @@ def sign(session: Writes, rules: LetterRules, request: SignRequest, now: datetim
         if existing.state == SignatureState.CONFIRMED:
             queue_email(session, request.email, "already_signed")
             return tokens.new_handle()
-        connection.execute(
-            update(_SIGNATURES).where(_SIGNATURES.c.id == existing.id).values(**fields)
-        )
+        connection.execute(_REFRESH, {"which": existing.id, **fields})
         signature_id = existing.id
     issued.values["signature_id"] = signature_id
     token_service.record(session, issued)
@@ -308,40 +318,109 @@ _SIGNATURE_COLUMNS = (
 _TOKEN_COLUMNS = tuple(column for column in token_service.COLUMNS if column != "signature_id")
 
 
-def _sign_at_once() -> Select[Any]:
-    """A new signature, its confirmation token and its email as one statement, for PostgreSQL
-    (INSERTs in CTEs): a duplicate address fails it whole, as it fails the first INSERT."""
+#: the columns a second signature from the same address may change (its pending details)
+_REFRESHED_COLUMNS = (
+    "email",
+    "email_domain",
+    "employer_id",
+    "affiliation",
+    "display",
+    "name",
+    "job_title",
+    "team",
+    "updates_email",
+)
+_REFRESH = (
+    update(_SIGNATURES)
+    .where(_SIGNATURES.c.id == bindparam("which"))
+    .values({name: bindparam(name) for name in _REFRESHED_COLUMNS})
+)
+#: what `_SIGN_AT_ONCE` gives back for an address whose signature is already confirmed
+_ALREADY_CONFIRMED = -1
 
-    def binds(table: Table, prefix: str, columns: tuple[str, ...]) -> dict[str, Any]:
-        return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns}
 
-    signature = (
-        insert(_SIGNATURES)
-        .values(binds(_SIGNATURES, "s_", _SIGNATURE_COLUMNS))
-        .returning(_SIGNATURES.c.id)
-        .cte("new_signature")
-    )
-    token = (
-        insert(_TOKENS)
-        .from_select(
-            [*_TOKEN_COLUMNS, "signature_id"],
-            select(*binds(_TOKENS, "t_", _TOKEN_COLUMNS).values(), signature.c.id),
+def _casts(table: Table, prefix: str, columns: tuple[str, ...]) -> list[str]:
+    """`CAST(:<prefix><column> AS <the column's type>)` for each column. Lengths are left out:
+    a cast to VARCHAR(n) would cut a longer value short, where storing it fails."""
+    dialect = postgresql.dialect()
+    types = [
+        re.sub(r"[(][0-9]+[)]", "", table.c[name].type.compile(dialect=dialect)) for name in columns
+    ]
+    return [f"CAST(:{prefix}{name} AS {type_})" for name, type_ in zip(columns, types, strict=True)]
+
+
+def _typed(table: Table, prefix: str, columns: tuple[str, ...]) -> str:
+    """`_casts`, comma-separated."""
+    return ", ".join(_casts(table, prefix, columns))
+
+
+def _sign_at_once() -> FastStatement:
+    """PostgreSQL: a signature as one statement (INSERTs and an UPDATE in CTEs), whatever the
+    address's history, as `sign` does it in several: a new address gets a pending signature,
+    its token and its email; a pending one gets its details refreshed, a new token and a new
+    email; a confirmed one gets the short "already signed" note. It gives back the signature's
+    id, `_ALREADY_CONFIRMED`, or NULL when a racing transaction holds the address."""
+    refreshed = ", ".join(
+        f"{name} = {value}"
+        for name, value in zip(
+            _REFRESHED_COLUMNS, _casts(_SIGNATURES, "s_", _REFRESHED_COLUMNS), strict=True
         )
-        .cte("new_token")
     )
-    mail = insert(_OUTBOX).values(binds(_OUTBOX, "m_", OUTBOX_COLUMNS)).cte("new_mail")
-    return select(signature.c.id).add_cte(token).add_cte(mail)
+    sql = f"""
+WITH new_signature AS (
+    INSERT INTO signatures ({", ".join(_SIGNATURE_COLUMNS)})
+    VALUES ({_typed(_SIGNATURES, "s_", _SIGNATURE_COLUMNS)})
+    ON CONFLICT (petition_id, address_hash) DO NOTHING
+    RETURNING id
+), existing AS (
+    SELECT id, state FROM signatures
+    WHERE petition_id = CAST(:s_petition_id AS INTEGER)
+        AND address_hash = CAST(:s_address_hash AS VARCHAR)
+        AND NOT EXISTS (SELECT 1 FROM new_signature)
+    FOR UPDATE
+), refreshed AS (
+    UPDATE signatures SET {refreshed}
+    WHERE id IN (SELECT id FROM existing WHERE state = :pending)
+    RETURNING id
+), target AS (
+    SELECT id FROM new_signature UNION ALL SELECT id FROM refreshed
+), new_token AS (
+    INSERT INTO tokens ({", ".join(_TOKEN_COLUMNS)}, signature_id)
+    SELECT {_typed(_TOKENS, "t_", _TOKEN_COLUMNS)}, id FROM target
+), confirmation_mail AS (
+    INSERT INTO outbox ({", ".join(OUTBOX_COLUMNS)})
+    SELECT {_typed(_OUTBOX, "m_", OUTBOX_COLUMNS)} FROM target
+), already_signed_mail AS (
+    INSERT INTO outbox ({", ".join(OUTBOX_COLUMNS)})
+    SELECT {_typed(_OUTBOX, "a_", OUTBOX_COLUMNS)} FROM existing WHERE state = :confirmed
+)
+SELECT COALESCE(
+    (SELECT id FROM target),
+    (SELECT CAST(:already AS INTEGER) FROM existing WHERE state = :confirmed)
+) AS id"""  # noqa: S608 - only our own column, type and placeholder names go in
+    return FastStatement(text(sql).columns(id=Integer))
 
 
-_SIGN_AT_ONCE = FastStatement(_sign_at_once())
+_SIGN_AT_ONCE = _sign_at_once()
 
 
 def _at_once_params(
-    signature: dict[str, Any], token: dict[str, Any], mail: dict[str, Any]
+    signature: dict[str, Any],
+    token: dict[str, Any],
+    mail: dict[str, Any],
+    already: dict[str, Any],
 ) -> dict[str, Any]:
-    params = {f"s_{name}": signature[name] for name in _SIGNATURE_COLUMNS}
+    """`_SIGN_AT_ONCE`'s parameters, as the driver takes them (its SQL is plain text)."""
+    params: dict[str, Any] = {
+        "pending": SignatureState.PENDING.value,
+        "confirmed": SignatureState.CONFIRMED.value,
+        "already": _ALREADY_CONFIRMED,
+    }
+    params.update((f"s_{name}", signature[name]) for name in _SIGNATURE_COLUMNS)
     params.update((f"t_{name}", token[name]) for name in _TOKEN_COLUMNS)
-    params.update((f"m_{name}", mail[name]) for name in OUTBOX_COLUMNS)
+    for prefix, row in (("m_", mail), ("a_", already)):
+        params.update((f"{prefix}{name}", row[name]) for name in OUTBOX_COLUMNS)
+        params[f"{prefix}context"] = json.dumps(row["context"])
     return params
 
 
@@ -486,10 +565,7 @@ def _confirm_at_once(buckets: int) -> FastStatement:
     of them changes anything and no row comes back."""
     values = ", ".join(f"(CAST(:bucket_{number} AS VARCHAR))" for number in range(buckets))
     columns = ", ".join(_TOKEN_COLUMNS)
-    token_values = ", ".join(
-        f"CAST(:t_{name} AS {_TOKENS.c[name].type.compile(dialect=postgresql.dialect())})"
-        for name in _TOKEN_COLUMNS
-    )
+    token_values = _typed(_TOKENS, "t_", _TOKEN_COLUMNS)
     sql = f"""
 WITH confirmed AS (
     UPDATE signatures SET state = :confirmed, confirmed_at = :now, email = NULL

@@ -29,10 +29,11 @@ bp = Blueprint("auth", __name__)
 
 @bp.after_request
 def no_store(response):  # type: ignore[no-untyped-def]
-    """Account pages and links carrying tokens are never cached or leaked through Referer."""
+    """Account pages and links carrying tokens are never cached, and their URLs never leave the
+    site through Referer (within it, Flask-WTF's HTTPS check needs the Referer)."""
     response.headers["Cache-Control"] = "no-store"
     if request.endpoint in {"auth.confirm_page", "auth.reset_page", "auth.email_page"}:
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 

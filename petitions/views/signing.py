@@ -22,9 +22,10 @@ bp = Blueprint("signing", __name__)
 
 @bp.after_request
 def private(response):  # type: ignore[no-untyped-def]
-    """Token pages are never cached, and their URLs never leak through Referer."""
+    """Token pages are never cached, and their URLs never leave the site through Referer
+    (within it, Flask-WTF's HTTPS check needs the Referer of the Confirm button's POST)."""
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
