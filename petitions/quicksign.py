@@ -52,6 +52,8 @@ from petitions.services import signing
 
 #: environ key of the kept signer page that answered a request (an `Answered`)
 ANSWERED = "undersigned.answered"
+#: environ key set once this request was counted against the sign limit here
+LIMIT_CHARGED = "undersigned.limit_charged"
 #: what a POST taken here may carry at most; larger bodies go to Flask
 MAX_BODY = 16 * 1024
 #: the sign route (the slug as `views.public.SLUG` reads it) and the confirmation link
@@ -271,6 +273,8 @@ class QuickSign:
             limits = self.budget.charge(environ)
             if limits is None:  # over the limit: Flask answers the 429
                 return None
+            # Counted now: should Flask still have to answer, it must not count it again.
+            environ[LIMIT_CHARGED] = True
             _sessions, csrf, _field = self._serializers()
             token = csrf.dumps(secret)  # as Flask-WTF's generate_csrf makes it
             engine = self.flask.extensions["db_write_engine"]

@@ -61,8 +61,15 @@ def init_security(app: Flask) -> None:
     added = [hooks[count:] for hooks, count in zip(_hook_lists(app), counts, strict=True)]
     _only_where_limited(app, added)
     quick.budget = SharedLimitBudget(app, SIGN_LIMIT, "public.sign")
+    limiter.request_filter(_counted_before_flask)
     app.after_request(_security_headers)
     app.session_interface = SessionCookies()
+
+
+def _counted_before_flask() -> bool:
+    """A signature QuickSign counted against the sign limit, then handed to Flask (a database
+    error, a race), is not counted twice."""
+    return bool(request.environ.get(quicksign.LIMIT_CHARGED))
 
 
 class SessionCookies(SecureCookieSessionInterface):

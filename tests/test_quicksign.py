@@ -381,3 +381,31 @@ def test_an_address_that_signed_before_costs_the_same_writes_as_a_new_one(site, 
     assert "already" in site.mailbox.last_to("confirmed@example.net").text.lower()
     assert site.mailbox.last_to("before@example.net").code()
     assert _signatures(app) == 5
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0, RATELIMIT_ENABLED=True)
+def test_a_signature_handed_to_flask_after_it_was_counted_is_counted_once(site, app, monkeypatch):
+    from petitions import quicksign
+    from petitions.services import signing
+
+    slug = site.letter()
+    client, fields = _signer(app, slug)
+    for number in range(2):  # Flask's answers, one of them learned
+        _sign(client, slug, fields, f"early{number}@example.net")
+    real_sign, failures = signing.sign, []
+
+    def failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(True)
+            raise RuntimeError("the database went away")
+        return real_sign(*args, **kwargs)
+
+    monkeypatch.setattr(quicksign.signing, "sign", failing_once)
+    calls = FlaskCalls(app)
+    handed = _sign(client, slug, fields, "handed@example.net")
+    assert handed.status_code == 200 and failures and calls.count == 1
+    after = _sign(client, slug, fields, "after@example.net")
+    assert calls.count == 1  # taken before Flask again
+    # 2 early + 1 handed to Flask + this one: 4 of 10 used, whoever answered.
+    assert after.headers["X-RateLimit-Remaining"] == "6"
+    assert _signatures(app) == 4
