@@ -57,6 +57,18 @@ class FirstVisit:
     make_stamp: Callable[[], str]
 
 
+def signers(app: Flask) -> tuple[Any, URLSafeTimedSerializer, str]:
+    """What signs a visitor's session and CSRF token, as Flask and Flask-WTF build them: the
+    session cookie's serializer (None without a secret key), the CSRF token's, and the name
+    of the CSRF field (and session key)."""
+    config = app.config
+    csrf = URLSafeTimedSerializer(
+        config.get("WTF_CSRF_SECRET_KEY") or app.secret_key, salt=CSRF_SALT
+    )
+    sessions = app.session_interface.get_signing_serializer(app)
+    return sessions, csrf, config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+
+
 def is_first_visit(environ: dict[str, Any]) -> bool:
     """A plain GET from someone with no cookie at all."""
     return (
@@ -93,11 +105,7 @@ class FirstVisits:
         if not is_first_visit(environ) or not status.startswith("200 "):
             return None
         app = self.app
-        field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-        csrf = URLSafeTimedSerializer(
-            app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key, salt=CSRF_SALT
-        )
-        sessions = app.session_interface.get_signing_serializer(app)
+        sessions, csrf, field = signers(app)
         cookie_name = app.config["SESSION_COOKIE_NAME"]
         names = [name.lower() for name, _ in headers]
         cookies = [

@@ -44,7 +44,7 @@ from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_cookie
 from werkzeug.sansio.utils import get_host
 
-from petitions import microcache
+from petitions import firstvisit, microcache
 from petitions.db import CoreWrites, utcnow
 from petitions.forms.signing import plain_sign_request
 from petitions.models.errors import DomainError
@@ -167,11 +167,7 @@ class QuickSign:
             config.get("SECRET_KEY_FALLBACKS"),
         )
         if self._keys[:1] != (keys,):
-            csrf = URLSafeTimedSerializer(
-                config.get("WTF_CSRF_SECRET_KEY") or app.secret_key, salt="wtf-csrf-token"
-            )
-            sessions = app.session_interface.get_signing_serializer(app)
-            self._keys = (keys, (sessions, csrf, config.get("WTF_CSRF_FIELD_NAME", "csrf_token")))
+            self._keys = (keys, firstvisit.signers(app))
         return self._keys[1]
 
     def _csrf_secret(self, environ: dict[str, Any]) -> str | None:

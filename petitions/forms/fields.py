@@ -89,6 +89,14 @@ def email_field(label: str, required: bool = True, disposable_ok: bool = True) -
     )
 
 
+def _stamps(_memo: list[Any] = [None, None]) -> URLSafeTimedSerializer:  # noqa: B006
+    """The signer of form stamps, rebuilt only when SECRET_KEY changes."""
+    key = current_app.config["SECRET_KEY"]
+    if _memo[0] != key:
+        _memo[:] = [key, URLSafeTimedSerializer(key, salt="sign-form")]
+    return _memo[1]
+
+
 _STAMP: list[Any] = [None, ""]
 
 
@@ -97,16 +105,8 @@ def form_started() -> str:
     for everyone within a second, and is made once a second."""
     key = (current_app.config["SECRET_KEY"], int(time.time()))
     if _STAMP[0] != key:
-        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form")
-        _STAMP[:] = [key, serializer.dumps(1)]
+        _STAMP[:] = [key, _stamps().dumps(1)]
     return str(_STAMP[1])
-
-
-def _stamps(_memo: list[Any] = [None, None]) -> URLSafeTimedSerializer:  # noqa: B006
-    key = current_app.config["SECRET_KEY"]
-    if _memo[0] != key:
-        _memo[:] = [key, URLSafeTimedSerializer(key, salt="sign-form")]
-    return _memo[1]
 
 
 def bot_problem(website: str | None, started: str | None) -> str | None:

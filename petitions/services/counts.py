@@ -69,6 +69,14 @@ def _adder(dialect: str, buckets: int) -> Any:
 def add(session: Writes, petition_id: int, buckets: list[str], delta: int) -> None:
     """Add `delta` to each bucket, on one random shard, with one atomic multi-row upsert."""
     connection = session.connection()
+    params = adding(petition_id, buckets, delta)
+    execute_compiled(connection, _adder(connection.dialect.name, len(buckets)), params)
+
+
+def adding(petition_id: int, buckets: list[str], delta: int) -> dict[str, Any]:
+    """The parameters that add `delta` to each bucket on one random shard: `petition_id`,
+    `shard`, `delta` and `bucket_0`, `bucket_1`, … (also those of `signing`'s one-statement
+    confirmation)."""
     params: dict[str, Any] = {
         "petition_id": petition_id,
         "shard": random.randrange(current_app.config["COUNTER_SHARDS"]),
@@ -77,7 +85,7 @@ def add(session: Writes, petition_id: int, buckets: list[str], delta: int) -> No
     # Sorted, so two transactions touching the same rows lock them in the same order.
     for number, bucket in enumerate(sorted(buckets)):
         params[f"bucket_{number}"] = bucket
-    execute_compiled(connection, _adder(connection.dialect.name, len(buckets)), params)
+    return params
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -298,26 +297,6 @@ def _mail_confirmation(session: Writes, issued: token_service.IssuedToken, email
     return issued.handle
 
 
-#: what `sign` gives a new signature, its token and its email
-_SIGNATURE_COLUMNS = (
-    "petition_id",
-    "state",
-    "address_hash",
-    "created_at",
-    "confirmed_at",
-    "email",
-    "email_domain",
-    "employer_id",
-    "affiliation",
-    "display",
-    "name",
-    "job_title",
-    "team",
-    "updates_email",
-)
-_TOKEN_COLUMNS = tuple(column for column in token_service.COLUMNS if column != "signature_id")
-
-
 #: the columns a second signature from the same address may change (its pending details)
 _REFRESHED_COLUMNS = (
     "email",
@@ -330,6 +309,18 @@ _REFRESHED_COLUMNS = (
     "team",
     "updates_email",
 )
+#: what `sign` gives a new signature (with its token and its email)
+_SIGNATURE_COLUMNS = (
+    "petition_id",
+    "state",
+    "address_hash",
+    "created_at",
+    "confirmed_at",
+    *_REFRESHED_COLUMNS,
+)
+_TOKEN_COLUMNS = tuple(column for column in token_service.COLUMNS if column != "signature_id")
+
+
 _REFRESH = (
     update(_SIGNATURES)
     .where(_SIGNATURES.c.id == bindparam("which"))
@@ -576,7 +567,7 @@ WITH confirmed AS (
     WHERE signature_id IN (SELECT id FROM confirmed) AND purpose = :purpose AND used_at IS NULL
 ), counted AS (
     INSERT INTO petition_counters (petition_id, bucket, shard, value)
-    SELECT CAST(:petition_id AS INTEGER), bucket, CAST(:shard AS INTEGER), 1
+    SELECT CAST(:petition_id AS INTEGER), bucket, CAST(:shard AS INTEGER), CAST(:delta AS BIGINT)
     FROM confirmed CROSS JOIN (VALUES {values}) AS new (bucket)
     ON CONFLICT (petition_id, bucket, shard)
     DO UPDATE SET value = petition_counters.value + excluded.value
@@ -601,11 +592,8 @@ def _confirm_at_once_params(
         "purpose": TokenPurpose.CONFIRM_SIGNATURE.value,
         "which": found.signature_id,
         "now": now,
-        "petition_id": letter.id,
-        "shard": random.randrange(current_app.config["COUNTER_SHARDS"]),
+        **counts.adding(letter.id, buckets, +1),
     }
-    # Sorted, so two transactions touching the same rows lock them in the same order.
-    params.update((f"bucket_{number}", name) for number, name in enumerate(sorted(buckets)))
     params.update((f"t_{name}", issued.values[name]) for name in _TOKEN_COLUMNS)
     return params
 
