@@ -7,7 +7,7 @@ For each database: a fresh schema (a new SQLite file under a temporary folder, o
 PostgreSQL database of `--pg-url` dropped and created again; never use `test` or `bench`),
 `--count` confirmation emails queued with the app's own `queue_email` (bench/data.py
 `queue_mail`), then `flask --app wsgi worker --drain` run as its own process against the
-aiosmtpd sink of bench/smtp_sink.py in another process, as bench/suite.py `mail_worker` does.
+SMTP sink of bench/smtp_sink.py in another process, as bench/suite.py `mail_worker` does.
 The rate is messages per second over the whole command, start-up included, as in the full
 benchmark's table; the rate without start-up and the worker's CPU seconds are printed beside
 it, with the sink's (the machine may be busy with other work, so compare runs side by side).

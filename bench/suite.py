@@ -330,8 +330,8 @@ def describe(s: Settings) -> list[str]:
         f"app: {server}, sync workers, WEB_CONCURRENCY={s.workers} (2 * nproc + 1), on"
         " 127.0.0.1; UNDERSIGNED_ENV=production, TRUSTED_PROXIES=1; hello world"
         " (bench/hello.py) served the same way and measured again before every letter",
-        "mail: one `flask --app wsgi worker` (default 0.5 s poll) into an aiosmtpd sink running"
-        " in its own process on 127.0.0.1",
+        "mail: one `flask --app wsgi worker` (default 0.5 s poll) into a lean SMTP sink"
+        " (bench/smtp_sink.py, PIPELINING offered) running in its own process on 127.0.0.1",
         f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"
         f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured, 30 s timeout;"
         " gunicorn's sync workers close every connection, so each request is a new connection",

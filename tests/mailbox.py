@@ -60,9 +60,25 @@ class Received:
         return match.group(1)
 
 
+def with_pipelining(session, hostname: str, responses: list[str]) -> list[str]:
+    """EHLO's reply with PIPELINING (RFC 2920) among the extensions, as real relays offer it.
+
+    aiosmtpd reads commands one line after another, so it handles pipelined commands; it
+    just does not say so.
+    """
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _Handler:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.box.pipelining:
+            return with_pipelining(session, hostname, responses)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.box.reject_code:
@@ -86,6 +102,8 @@ class Mailbox:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.reject_code: int | None = None
+        #: whether EHLO offers PIPELINING
+        self.pipelining = True
         self.controller: Controller | None = None
 
     def start(self) -> None:

@@ -22,7 +22,7 @@ from petitions.models import OutboxMessage, Petition, User
 from petitions.models.outbox import OutboxStatus
 from petitions.services import delivery
 from tests.conftest import csrf_from
-from tests.mailbox import free_port
+from tests.mailbox import free_port, with_pipelining
 
 TITLE = "Stoppt die Überwachung — 监控 <script>alert(1)</script> and a title long enough to fold"
 
@@ -30,13 +30,20 @@ TITLE = "Stoppt die Überwachung — 监控 <script>alert(1)</script> and a titl
 class RawServer:
     """An SMTP server that keeps each message's bytes as they came over the wire."""
 
-    def __init__(self, smtputf8: bool) -> None:
+    def __init__(self, smtputf8: bool, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.received: list[tuple[str, bytes]] = []
         #: the reply to every message instead of accepting it; {address} is filled in
         self.refuse_with: str | None = None
         self.controller = Controller(
             self, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
         )
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.pipelining:
+            return with_pipelining(session, hostname, responses)
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse_with:

@@ -185,6 +185,60 @@ def _without_address(reply: bytes | str, recipient: str) -> str:
     return text
 
 
+_LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
+#: what may not appear in an address written between angle brackets in a command
+_NOT_IN_PATH = frozenset("<>\r\n\0 ")
+
+
+def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+    """Send one message of CRLF-ended lines to one recipient; raise as `SMTP.sendmail` does.
+
+    Where the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
+    and the message in a second: two round trips instead of smtplib's four, which was most of
+    the time the worker and the server spent on each message. An address that is not ASCII
+    needs a server that speaks SMTPUTF8 (RFC 6531).
+    """
+    utf8 = not (sender + recipient).isascii()
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("pipelining") or _NOT_IN_PATH.intersection(sender + recipient):
+        smtp.sendmail(sender, [recipient], data, mail_options=("SMTPUTF8",) if utf8 else ())
+        return
+    if utf8 and not smtp.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+    option = " SMTPUTF8" if utf8 else ""
+    smtp.send(f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
+    mail = _reply(smtp)
+    rcpt = _reply(smtp) if mail[0] != 421 else mail
+    start = _reply(smtp) if rcpt[0] != 421 else rcpt
+    if mail[0] == 250 and rcpt[0] in (250, 251) and start[0] == 354:
+        body = _LINE_START_DOT.sub(b"..", data)
+        smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+        code, reply = _reply(smtp)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+        return
+    if start[0] == 354:
+        # A server that took DATA after refusing the sender or recipient gets an empty
+        # message, which has no one to go to.
+        smtp.send(b".\r\n")
+        _reply(smtp)
+    if 421 not in (mail[0], rcpt[0], start[0]):
+        smtp.rset()
+    if mail[0] != 250:
+        raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+    if rcpt[0] not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+    raise smtplib.SMTPDataError(*start)
+
+
+def _reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
+    """The server's next reply; after 421 (the server is closing) the connection is closed."""
+    code, reply = smtp.getreply()
+    if code == 421:
+        smtp.close()
+    return code, reply
+
+
 def _send_all(
     app: Flask,
     smtp: smtplib.SMTP,
@@ -210,10 +264,8 @@ def _send_all(
             _retry(app, message, f"render: {type(exc).__name__}", report)
             continue
         recipient = message.recipient or ""
-        # An address that is not ASCII needs a server that speaks SMTPUTF8 (RFC 6531).
-        options = () if recipient.isascii() else ("SMTPUTF8",)
         try:
-            smtp.sendmail(writer.envelope_from, [recipient], data, mail_options=options)
+            send_message(smtp, writer.envelope_from, recipient, data)
         except smtplib.SMTPResponseException as exc:
             detail = f"{exc.smtp_code} {_without_address(exc.smtp_error, recipient)!r}"
             if 500 <= exc.smtp_code < 600:
