@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -40,13 +41,43 @@ def strip_text(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+#: an ASCII local part that is a dot-atom (RFC 5322 3.2.3), as nearly every address's is
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
+
+
 def normalized_address(text: str) -> str:
     """The normalized form of an address whose syntax is right (no DNS lookups); ValueError,
-    with the message shown to the person, when it is not."""
+    with the message shown to the person, when it is not.
+
+    email-validator takes about 40 microseconds an address, most of it on the domain. The
+    signers of a letter share a handful of domains, so an ASCII dot-atom address reuses the
+    verdict on its domain; anything else, and any address near a length limit or at a domain
+    that failed, is checked whole.
+    """
+    local, at, domain = text.rpartition("@")
+    if (
+        at
+        and len(local) <= 64
+        and len(text) <= 240
+        and _PLAIN_LOCAL.fullmatch(local)
+        and _PLAIN_DOMAIN.fullmatch(domain)
+        and (normalized := _normalized_domain(domain))
+    ):
+        return f"{local}@{normalized}"
     try:
         return validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"That email address does not look right: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized_domain(domain: str) -> str | None:
+    """The normalized domain as email-validator gives it, or None when it refuses it."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
 
 
 def is_disposable(address: str) -> bool:
