@@ -331,7 +331,13 @@ def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
     if dialect == "postgresql":
         used = [signing._SIGN_AT_ONCE, signing._confirm_at_once(2)]
     else:
-        used = [signing._NEW_SIGNATURE, token_service._INSERT, mail._QUEUE]
+        used = [
+            signing._NEW_SIGNATURE,
+            token_service._INSERT,
+            mail._QUEUE,
+            signing._CONFIRM,
+            signing._SPEND_CONFIRM_TOKENS,
+        ]
     for statement in used:
         prepared = [value for (name, _), value in statement._prepared.items() if name == dialect]
         assert prepared and all(value is not False for value in prepared), statement.statement

@@ -160,7 +160,7 @@ _EXISTING = (
     .with_for_update()
 )
 
-_CONFIRM = (
+_CONFIRM = FastStatement(
     update(_SIGNATURES)
     .where(
         _SIGNATURES.c.id == bindparam("which"),
@@ -169,7 +169,7 @@ _CONFIRM = (
     .values(state=SignatureState.CONFIRMED, confirmed_at=bindparam("now"), email=None)
 )
 
-_SPEND_CONFIRM_TOKENS = (
+_SPEND_CONFIRM_TOKENS = FastStatement(
     update(_TOKENS)
     .where(
         _TOKENS.c.signature_id == bindparam("which"),
@@ -526,10 +526,10 @@ def record_confirmation(
             raise AlreadyConfirmed(letter)
     else:
         spent = {"which": found.signature_id, "now": now}
-        if connection.execute(_CONFIRM, spent).rowcount != 1:
+        if _CONFIRM(connection, spent) != 1:
             raise AlreadyConfirmed(letter)
         # Every confirmation link and code of this signature is spent now.
-        connection.execute(_SPEND_CONFIRM_TOKENS, spent)
+        _SPEND_CONFIRM_TOKENS(connection, spent)
         counts.add(session, letter.id, buckets, +1)
         token_service.record(session, issued)
     if found.updates_email:
