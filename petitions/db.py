@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import fcntl
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -197,7 +201,10 @@ def _sqlite_begin(conn: Any) -> None:
                 raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
             raise
     else:
-        conn.exec_driver_sql("BEGIN")
+        try:
+            conn.connection.dbapi_connection.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN", None, exc) from exc
 
 
 def make_engine(url: str) -> Engine:
@@ -426,27 +433,11 @@ class FastStatement:
             if self.returned:
                 return result.scalar_one()
             return result.rowcount if self.counts_rows else None
-        sql, positions, processors, fixed = prepared
-        values = {
-            name: processors[name](value) if name in processors else value
-            for name, value in params.items()
-        }
-        values.update(fixed)
-        arguments: Any = tuple(values[name] for name in positions) if positions else values
-        if not connection.in_transaction():
-            connection.begin()
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(sql, arguments)
+        sql, binds = prepared
+        with _driver_cursor(connection, sql, binds.arguments(params)) as cursor:
             if not self.returned:
                 return cursor.rowcount if self.counts_rows else None
             row = cursor.fetchone()
-        except dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-            ) from exc
-        finally:
-            cursor.close()
         return None if row is None else row[0]
 
     def _prepare(self, dialect: Any, names: list[str]) -> Any:
@@ -459,19 +450,109 @@ class FastStatement:
             return False
         if self.returned and not isinstance(self.returned[0].type, Integer):
             return False
+        binds = _Binds.of(compiled, names)
+        return False if binds is None else (compiled.string, binds)
+
+
+class FastRow:
+    """A module-level SELECT that gives back at most one row, compiled once per dialect and
+    run straight on the driver's cursor, in `connection`'s transaction (begun if need be).
+
+    For the reads on the hot paths, where SQLAlchemy's execution cost more than the query.
+    Values go in through the columns' bind processors and come back through their result
+    processors (UTC timestamps and the like), as SQLAlchemy would give them; the row is a
+    named tuple of the statement's column labels.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._prepared: dict[tuple[str, frozenset[str]], Any] = {}
+
+    def __call__(self, connection: Connection, params: dict[str, Any]) -> Any:
+        """The row, or None when there is none."""
+        dialect = connection.dialect
+        key = (dialect.name, frozenset(params))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = self._prepare(dialect, sorted(params))
+        if prepared is False:
+            return connection.execute(self.statement, params).first()
+        sql, binds, make_row, processors = prepared
+        with _driver_cursor(connection, sql, binds.arguments(params)) as cursor:
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return make_row._make(
+            value if process is None else process(value)
+            for process, value in zip(processors, row, strict=True)
+        )
+
+    def _prepare(self, dialect: Any, names: list[str]) -> Any:
+        compiled = self.statement.compile(dialect=dialect)
+        binds = _Binds.of(compiled, names)
+        if binds is None:
+            return False
+        columns = compiled._result_columns
+        make_row = collections.namedtuple("Row", [column.keyname for column in columns])  # type: ignore[misc]
+        processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+        return compiled.string, binds, make_row, processors
+
+
+@dataclass(frozen=True)
+class _Binds:
+    """How a compiled statement's parameters reach the driver."""
+
+    positions: tuple[str, ...] | None
+    processors: dict[str, Any]
+    #: values written into the statement itself (`state == SignatureState.PENDING`), each
+    #: processed once
+    fixed: dict[str, Any]
+
+    @classmethod
+    def of(cls, compiled: Any, names: list[str]) -> _Binds | None:
+        """The binds of `compiled` given `names`, or None when one needs SQLAlchemy."""
         processors = dict(compiled._bind_processors)
-        # Values written into the statement itself (`state == SignatureState.PENDING`) are
-        # binds too: each is processed once here.
         fixed: dict[str, Any] = {}
         for bind, name in compiled.bind_names.items():
             if name in names:
                 continue
             if bind.required or bind.callable is not None or bind.expanding:
-                return False
+                return None
             fixed[name] = processors[name](bind.value) if name in processors else bind.value
         if not set(names) <= set(compiled.binds):
-            return False
-        return compiled.string, compiled.positiontup, processors, fixed
+            return None
+        positions = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        return cls(positions, processors, fixed)
+
+    def arguments(self, params: dict[str, Any]) -> Any:
+        """The driver's arguments for `params`: a tuple, or a dict for named placeholders."""
+        processors = self.processors
+        values = {
+            name: processors[name](value) if name in processors else value
+            for name, value in params.items()
+        }
+        values.update(self.fixed)
+        return tuple(values[name] for name in self.positions) if self.positions else values
+
+
+@contextlib.contextmanager
+def _driver_cursor(connection: Connection, sql: str, arguments: Any) -> Iterator[Any]:
+    """A driver cursor that has run `sql` in `connection`'s transaction (begun if need be);
+    the driver's errors are raised as SQLAlchemy's, with the parameters hidden."""
+    dialect = connection.dialect
+    if not connection.in_transaction():
+        connection.begin()
+    cursor = connection.connection.cursor()
+    try:
+        try:
+            cursor.execute(sql, arguments)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+            ) from exc
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def checkpoint_sqlite(engine: Engine, mode: str = "TRUNCATE") -> tuple[int, int, int] | None:

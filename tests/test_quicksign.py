@@ -338,9 +338,30 @@ def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
             signing._CONFIRM,
             signing._SPEND_CONFIRM_TOKENS,
         ]
+    used.append(signing._PENDING_BY["nonce_hash"])
     for statement in used:
         prepared = [value for (name, _), value in statement._prepared.items() if name == dialect]
         assert prepared and all(value is not False for value in prepared), statement.statement
+
+
+def test_a_row_read_on_the_driver_is_the_row_sqlalchemy_reads(site, app):
+    from petitions.models import Token, TokenPurpose
+    from petitions.services import signing
+
+    slug = site.letter()
+    site.sign(slug, "row@example.net")
+    with new_session(app, write=False) as session:
+        token = session.scalars(
+            select(Token).where(Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)
+        ).one()
+        connection = session.connection()
+        for by, key in (("nonce_hash", token.nonce_hash), ("handle", token.handle)):
+            fast = signing._PENDING_BY[by](connection, {"key": key})
+            slow = connection.execute(signing._PENDING_BY[by].statement, {"key": key}).one()
+            assert fast._fields == tuple(slow._fields)
+            assert tuple(fast) == tuple(slow)
+            assert fast.expires_at.tzinfo is not None and fast.slug == slug
+        assert signing._PENDING_BY["handle"](connection, {"key": "no-such-handle"}) is None
 
 
 def test_an_address_that_signed_before_costs_the_same_writes_as_a_new_one(site, app, monkeypatch):

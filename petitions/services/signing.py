@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petitions import tokens
-from petitions.db import FastStatement, Writes
+from petitions.db import FastRow, FastStatement, Writes
 from petitions.mail import OUTBOX_COLUMNS, outbox_row, queue_email, queue_row
 from petitions.models import (
     Affiliation,
@@ -419,7 +419,8 @@ def _at_once_params(
 class _Pending:
     """A confirmation token with its signature and letter, as read before any lock."""
 
-    token: Token
+    #: the `_PENDING` row
+    row: Any
     signature_id: int | None
     signature_state: str | None
     employer_id: int | None
@@ -428,6 +429,22 @@ class _Pending:
     updates_email: str | None
     letter: LetterRef | None
     letter_open: bool
+
+    @functools.cached_property
+    def token(self) -> Token:
+        """The token as a detached row, made when asked for (a confirmation by link that goes
+        through never needs it)."""
+        row = self.row
+        return Token(
+            id=row.id,
+            purpose=TokenPurpose(row.purpose),
+            handle=row.handle,
+            code_hash=row.code_hash,
+            code_attempts=row.code_attempts,
+            used_at=row.used_at,
+            expires_at=row.expires_at,
+            signature_id=row.signature_id,
+        )
 
 
 _PENDING = (
@@ -456,31 +473,21 @@ _PENDING = (
     .where(Token.purpose == TokenPurpose.CONFIRM_SIGNATURE)
 )
 _PENDING_BY = {
-    "nonce_hash": _PENDING.where(Token.nonce_hash == bindparam("key")),
-    "handle": _PENDING.where(Token.handle == bindparam("key")),
+    "nonce_hash": FastRow(_PENDING.where(Token.nonce_hash == bindparam("key"))),
+    "handle": FastRow(_PENDING.where(Token.handle == bindparam("key"))),
 }
 
 
 def _find_pending(session: Writes, by: str, key: str) -> _Pending | None:
     """A confirmation token by its nonce hash or handle, with its signature and letter."""
-    row = session.connection().execute(_PENDING_BY[by], {"key": key}).first()
+    row = _PENDING_BY[by](session.connection(), {"key": key})
     if row is None:
         return None
-    token = Token(
-        id=row.id,
-        purpose=TokenPurpose(row.purpose),
-        handle=row.handle,
-        code_hash=row.code_hash,
-        code_attempts=row.code_attempts,
-        used_at=row.used_at,
-        expires_at=row.expires_at,
-        signature_id=row.signature_id,
-    )
     letter = None
     if row.petition_id is not None:
         letter = LetterRef(row.petition_id, row.slug or "", row.title, row.addressed_to)
     return _Pending(
-        token=token,
+        row=row,
         signature_id=row.signature_id if row.state is not None else None,
         signature_state=row.state,
         employer_id=row.employer_id,
@@ -498,7 +505,8 @@ def _check_pending(found: _Pending, now: datetime) -> LetterRef:
         raise token_service.TokenInvalid("This signature no longer exists.")
     if found.signature_state == SignatureState.CONFIRMED:
         raise AlreadyConfirmed(found.letter)
-    token_service.check_usable(found.token, now)
+    if found.row.used_at is not None or now >= found.row.expires_at:
+        token_service.check_usable(found.token, now)  # raises TokenUsed or TokenExpired
     if not found.letter_open:
         raise SigningClosed("This letter closed before the signature was confirmed.")
     return found.letter
