@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from petitions.db import checkpoint_sqlite, get_engine, new_session, utcnow
+from petitions.db import checkpoint_sqlite, get_engine, new_session, refresh_statistics, utcnow
 from petitions.mail import MessageWriter, RenderedEmail, render_email
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
@@ -355,12 +355,15 @@ def run_forever(
     scrub_every: float = 60.0,
     snapshot_every: float = 60.0,
     checkpoint_every: float = 1.0,
+    statistics_every: float = 2.0,
 ) -> None:
     """Deliver mail as it becomes due; purge expired pending signatures, record the count
     history (hourly rows and milestones) and scrub the SQLite write-ahead log every so often;
-    on SQLite, checkpoint the log every `checkpoint_every` seconds so web requests need not."""
+    on SQLite, checkpoint the log every `checkpoint_every` seconds so web requests need not;
+    on PostgreSQL, refresh the growing tables' statistics when due, checked every
+    `statistics_every` seconds (`db.refresh_statistics`)."""
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    next_purge = next_scrub = next_snapshot = next_checkpoint = 0.0
+    next_purge = next_scrub = next_snapshot = next_checkpoint = next_statistics = 0.0
     while True:
         report = DeliveryReport()
         try:
@@ -374,6 +377,13 @@ def run_forever(
                     history.record(session, utcnow())
                     session.commit()
                 report = deliver_batch(app, session, owner)
+            if time.monotonic() >= next_statistics:
+                next_statistics = time.monotonic() + statistics_every
+                try:
+                    refresh_statistics(get_engine(app))
+                except Exception:
+                    # Stale statistics slow things down; they must not hold up the mail.
+                    log.warning("refreshing statistics failed", exc_info=True)
             if time.monotonic() >= next_scrub:
                 next_scrub = time.monotonic() + scrub_every
                 checkpoint_sqlite(get_engine(app))
