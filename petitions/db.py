@@ -321,6 +321,15 @@ class CoreWrites:
                 self._connection.execution_options(isolation_level="AUTOCOMMIT")
         return self._connection
 
+    def writing_as(self, engine: Engine) -> CoreWrites:
+        """These writes, their next transactions begun as `engine`'s are (on SQLite, with
+        the writer lock taken): a read that has ended its transaction can then write on the
+        connection it has, instead of checking out a second one."""
+        self._engine = engine
+        if self._connection is not None:
+            self._connection.execution_options(**engine.get_execution_options())
+        return self
+
     def rollback(self) -> None:
         """Roll back what was written; the next statement begins a transaction."""
         connection = self._connection

@@ -299,30 +299,37 @@ class QuickSign:
         engines = self.flask.extensions
         postgres = engines["db_engine"].dialect.name == "postgresql"
         with self.flask.app_context():
-            # The read takes a connection of its own: on SQLite the write lock then waits for
-            # it no longer than through Flask, and on PostgreSQL it is one round trip. The
-            # writes change nothing unless the signature is still pending.
+            # The read is a transaction of its own, ended before the writes: on SQLite the
+            # write lock then waits for it no longer than through Flask, and on PostgreSQL it
+            # is one round trip. The writes change nothing unless the signature is still
+            # pending.
             reads = CoreWrites(engines["db_engine"], autocommit=postgres)
             now = utcnow()
             try:
-                found, letter = signing.pending_by_link(reads, link, now, end_reads=True)
-            except DomainError:
-                return None
+                try:
+                    found, letter = signing.pending_by_link(reads, link, now, end_reads=True)
+                except DomainError:
+                    return None
+                answer = self._answer(("confirmed", letter.slug))
+                if answer is None:
+                    return None
+                if postgres:
+                    _close(reads)
+                    # One statement unless the confirmation also queues an email.
+                    single = not found.updates_email
+                    writes = CoreWrites(engines["db_write_engine"], autocommit=single)
+                else:
+                    # The same connection, its next transaction a writing one.
+                    writes = reads.writing_as(engines["db_write_engine"])
+                try:
+                    result = signing.record_confirmation(writes, found, letter, now)
+                    writes.commit()
+                except DomainError:
+                    return None
+                finally:
+                    _close(writes)
             finally:
                 _close(reads)
-            answer = self._answer(("confirmed", letter.slug))
-            if answer is None:
-                return None
-            # On PostgreSQL a confirmation is one statement unless it also queues an email.
-            single = postgres and not found.updates_email
-            writes = CoreWrites(engines["db_write_engine"], autocommit=single)
-            try:
-                result = signing.record_confirmation(writes, found, letter, now)
-                writes.commit()
-            except DomainError:
-                return None
-            finally:
-                _close(writes)
         cache = microcache.for_app(self.flask)
         if cache is not None:  # as after every write through Flask
             cache.forget()
