@@ -410,7 +410,27 @@ def execute_compiled(connection: Connection, statement: Executable, params: dict
         return int(cursor.rowcount)
 
 
-class FastStatement:
+class _OnTheDriver:
+    """A module-level statement compiled once per dialect and set of parameter names, kept
+    with what running it on the driver's cursor needs (`_prepare`), or False when it must go
+    through SQLAlchemy."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._prepared: dict[tuple[str, frozenset[str]], Any] = {}
+
+    def _prepared_for(self, dialect: Any, params: dict[str, Any]) -> Any:
+        key = (dialect.name, frozenset(params))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = self._prepare(dialect, sorted(params))
+        return prepared
+
+    def _prepare(self, dialect: Any, names: list[str]) -> Any:
+        raise NotImplementedError
+
+
+class FastStatement(_OnTheDriver):
     """A module-level INSERT or UPDATE (or a SELECT over INSERTs in CTEs) that gives back at
     most one integer, compiled once per dialect and set of parameters and run straight on the
     driver's cursor. An UPDATE without RETURNING gives back the number of rows it matched.
@@ -424,22 +444,17 @@ class FastStatement:
     """
 
     def __init__(self, statement: Any) -> None:
-        self.statement = statement
+        super().__init__(statement)
         returned = getattr(statement, "_returning", None)
         if returned is None and hasattr(statement, "selected_columns"):
             returned = list(statement.selected_columns)
         self.returned = list(returned or ())
         self.counts_rows = bool(getattr(statement, "is_update", False))
-        self._prepared: dict[tuple[str, frozenset[str]], Any] = {}
 
     def __call__(self, connection: Connection, params: dict[str, Any]) -> Any:
         """Run the statement in `connection`'s transaction (begun if need be); the integer it
         gives back, or None."""
-        dialect = connection.dialect
-        key = (dialect.name, frozenset(params))
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            prepared = self._prepared[key] = self._prepare(dialect, sorted(params))
+        prepared = self._prepared_for(connection.dialect, params)
         if prepared is False:
             result = connection.execute(self.statement, params)
             if self.returned:
@@ -466,7 +481,7 @@ class FastStatement:
         return False if binds is None else (compiled.string, binds)
 
 
-class FastRow:
+class FastRow(_OnTheDriver):
     """A module-level SELECT that gives back at most one row, compiled once per dialect and
     run straight on the driver's cursor, in `connection`'s transaction (begun if need be).
 
@@ -476,17 +491,9 @@ class FastRow:
     named tuple of the statement's column labels.
     """
 
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement
-        self._prepared: dict[tuple[str, frozenset[str]], Any] = {}
-
     def __call__(self, connection: Connection, params: dict[str, Any]) -> Any:
         """The row, or None when there is none."""
-        dialect = connection.dialect
-        key = (dialect.name, frozenset(params))
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            prepared = self._prepared[key] = self._prepare(dialect, sorted(params))
+        prepared = self._prepared_for(connection.dialect, params)
         if prepared is False:
             return connection.execute(self.statement, params).first()
         sql, binds, make_row, processors = prepared

@@ -1,4 +1,4 @@
-"""A real SMTP server for tests: aiosmtpd on a free port, keeping what it receives."""
+"""Real SMTP servers for tests: aiosmtpd on a free port, keeping what it receives."""
 
 from __future__ import annotations
 
@@ -127,3 +127,31 @@ class Mailbox:
         found = self.to(address)
         assert found, f"no mail to {address}; got {[m.to for m in self.messages]}"
         return found[-1]
+
+
+class RawServer:
+    """An SMTP server that keeps each message's bytes as they came over the wire."""
+
+    def __init__(self, smtputf8: bool, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
+        self.received: list[tuple[str, bytes]] = []
+        #: the reply to every message instead of accepting it; {address} is filled in
+        self.refuse_with: str | None = None
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
+        )
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.pipelining:
+            return with_pipelining(session, hostname, responses)
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.refuse_with:
+            return self.refuse_with.format(address=envelope.rcpt_tos[0].lower())
+        self.received.extend((rcpt, envelope.content) for rcpt in envelope.rcpt_tos)
+        return "250 Message accepted"
+
+    def parsed(self, index: int = -1) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.received[index][1], policy=email.policy.default)

@@ -1,18 +1,15 @@
 """The outbox keeps a template and a small context; the worker renders and writes the MIME.
 
-Messages are read back from real SMTP servers: the shared test mailbox, or one here that also
+Messages are read back from real SMTP servers: the shared test mailbox, or `RawServer`, which also
 keeps the bytes exactly as they arrived.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
 from petitions.cli import alembic_config, upgrade_database
@@ -22,37 +19,9 @@ from petitions.models import OutboxMessage, Petition, User
 from petitions.models.outbox import OutboxStatus
 from petitions.services import delivery
 from tests.conftest import csrf_from
-from tests.mailbox import free_port, with_pipelining
+from tests.mailbox import RawServer
 
 TITLE = "Stoppt die Überwachung — 监控 <script>alert(1)</script> and a title long enough to fold"
-
-
-class RawServer:
-    """An SMTP server that keeps each message's bytes as they came over the wire."""
-
-    def __init__(self, smtputf8: bool, pipelining: bool = True) -> None:
-        self.pipelining = pipelining
-        self.received: list[tuple[str, bytes]] = []
-        #: the reply to every message instead of accepting it; {address} is filled in
-        self.refuse_with: str | None = None
-        self.controller = Controller(
-            self, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
-        )
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        if self.pipelining:
-            return with_pipelining(session, hostname, responses)
-        session.host_name = hostname
-        return responses
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.refuse_with:
-            return self.refuse_with.format(address=envelope.rcpt_tos[0].lower())
-        self.received.extend((rcpt, envelope.content) for rcpt in envelope.rcpt_tos)
-        return "250 Message accepted"
-
-    def parsed(self, index: int = -1) -> email.message.EmailMessage:
-        return email.message_from_bytes(self.received[index][1], policy=email.policy.default)
 
 
 @pytest.fixture

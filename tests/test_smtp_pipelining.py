@@ -7,8 +7,7 @@ import smtplib
 import pytest
 
 from petitions.services import delivery
-from tests.mailbox import Mailbox
-from tests.test_mail_outbox import RawServer
+from tests.mailbox import Mailbox, RawServer
 
 MESSAGE = b"".join(
     [

@@ -419,8 +419,7 @@ def _at_once_params(
 class _Pending:
     """A confirmation token with its signature and letter, as read before any lock."""
 
-    #: the `_PENDING` row
-    row: Any
+    token: Token
     signature_id: int | None
     signature_state: str | None
     employer_id: int | None
@@ -429,22 +428,6 @@ class _Pending:
     updates_email: str | None
     letter: LetterRef | None
     letter_open: bool
-
-    @functools.cached_property
-    def token(self) -> Token:
-        """The token as a detached row, made when asked for (a confirmation by link that goes
-        through never needs it)."""
-        row = self.row
-        return Token(
-            id=row.id,
-            purpose=TokenPurpose(row.purpose),
-            handle=row.handle,
-            code_hash=row.code_hash,
-            code_attempts=row.code_attempts,
-            used_at=row.used_at,
-            expires_at=row.expires_at,
-            signature_id=row.signature_id,
-        )
 
 
 _PENDING = (
@@ -483,11 +466,21 @@ def _find_pending(session: Writes, by: str, key: str) -> _Pending | None:
     row = _PENDING_BY[by](session.connection(), {"key": key})
     if row is None:
         return None
+    token = Token(
+        id=row.id,
+        purpose=TokenPurpose(row.purpose),
+        handle=row.handle,
+        code_hash=row.code_hash,
+        code_attempts=row.code_attempts,
+        used_at=row.used_at,
+        expires_at=row.expires_at,
+        signature_id=row.signature_id,
+    )
     letter = None
     if row.petition_id is not None:
         letter = LetterRef(row.petition_id, row.slug or "", row.title, row.addressed_to)
     return _Pending(
-        row=row,
+        token=token,
         signature_id=row.signature_id if row.state is not None else None,
         signature_state=row.state,
         employer_id=row.employer_id,
@@ -505,8 +498,7 @@ def _check_pending(found: _Pending, now: datetime) -> LetterRef:
         raise token_service.TokenInvalid("This signature no longer exists.")
     if found.signature_state == SignatureState.CONFIRMED:
         raise AlreadyConfirmed(found.letter)
-    if found.row.used_at is not None or now >= found.row.expires_at:
-        token_service.check_usable(found.token, now)  # raises TokenUsed or TokenExpired
+    token_service.check_usable(found.token, now)
     if not found.letter_open:
         raise SigningClosed("This letter closed before the signature was confirmed.")
     return found.letter
