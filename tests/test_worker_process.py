@@ -126,3 +126,38 @@ def test_the_growing_tables_statistics_are_refreshed_when_due(app):
         ).one()
     assert analyzed and changed == 0
     assert refresh_statistics(engine) == []  # nothing new since
+
+
+class _Slept(BaseException):
+    """Ends `run_forever` at its first pause, with how long it meant to sleep."""
+
+
+def _first_pause(app, monkeypatch) -> float:
+    from petitions.services import delivery
+
+    def sleep(seconds: float) -> None:
+        raise _Slept(seconds)
+
+    monkeypatch.setattr(delivery.time, "sleep", sleep)
+    with pytest.raises(_Slept) as stopped:
+        delivery.run_forever(app, poll_interval=0.5, gather=0.2)
+    return stopped.value.args[0]
+
+
+@pytest.mark.config(MAIL_BATCH_SIZE=2)
+def test_the_worker_sends_full_batches_at_once_and_waits_after_a_short_one(
+    app, mailbox, monkeypatch
+):
+    with app.test_request_context(), new_session(app) as session:
+        for n in range(3):
+            queue_email(session, f"rush{n}@example.net", "already_signed")
+        session.commit()
+    # A full batch of two goes straight on to the next; the short one (one message) waits
+    # for more mail to gather instead of looking again at once.
+    assert _first_pause(app, monkeypatch) == 0.2
+    assert sorted(m.to for m in mailbox.messages) == [f"rush{n}@example.net" for n in range(3)]
+
+
+def test_the_worker_polls_at_its_interval_when_nothing_is_queued(app, mailbox, monkeypatch):
+    assert _first_pause(app, monkeypatch) == 0.5
+    assert mailbox.messages == []
