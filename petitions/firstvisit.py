@@ -27,6 +27,8 @@ from flask import Flask
 from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.http import http_date
 
+from petitions.signed import Prepared
+
 #: environ key the letter view sets for a visitor without cookies (a `FirstVisit`)
 FIRST_VISIT = "undersigned.first_visit"
 #: Flask-WTF's salt for CSRF tokens
@@ -57,16 +59,20 @@ class FirstVisit:
     make_stamp: Callable[[], str]
 
 
-def signers(app: Flask) -> tuple[Any, URLSafeTimedSerializer, str]:
-    """What signs a visitor's session and CSRF token, as Flask and Flask-WTF build them: the
-    session cookie's serializer (None without a secret key), the CSRF token's, and the name
-    of the CSRF field (and session key)."""
+def signers(app: Flask) -> tuple[Prepared | None, Prepared, str]:
+    """What signs a visitor's session and CSRF token, as Flask and Flask-WTF build them, with
+    their keys derived once (`signed.Prepared`): the session cookie's serializer (None without
+    a secret key), the CSRF token's, and the name of the CSRF field (and session key)."""
     config = app.config
     csrf = URLSafeTimedSerializer(
         config.get("WTF_CSRF_SECRET_KEY") or app.secret_key, salt=CSRF_SALT
     )
     sessions = app.session_interface.get_signing_serializer(app)
-    return sessions, csrf, config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    return (
+        Prepared(sessions) if sessions is not None else None,
+        Prepared(csrf),
+        config.get("WTF_CSRF_FIELD_NAME", "csrf_token"),
+    )
 
 
 def is_first_visit(environ: dict[str, Any]) -> bool:
@@ -166,8 +172,8 @@ class FirstVisitPage:
     status: str
     template: list[tuple[str, str]]
     field: str
-    csrf: URLSafeTimedSerializer
-    sessions: Any
+    csrf: Prepared
+    sessions: Prepared
     cookie_at: int
     cookie_prefix: str
     cookie_suffix: str

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask
 from flask_wtf.csrf import same_origin
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData
 from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_cookie
 from werkzeug.sansio.utils import get_host
@@ -49,6 +49,7 @@ from petitions.db import CoreWrites, utcnow
 from petitions.forms.signing import plain_sign_request
 from petitions.models.errors import DomainError
 from petitions.services import signing
+from petitions.signed import Prepared
 
 #: environ key of the kept signer page that answered a request (an `Answered`)
 ANSWERED = "undersigned.answered"
@@ -157,7 +158,7 @@ class QuickSign:
 
     # -- checks -------------------------------------------------------------------------
 
-    def _serializers(self) -> tuple[Any, URLSafeTimedSerializer, str]:
+    def _serializers(self) -> tuple[Prepared | None, Prepared, str]:
         """Flask's session signer, Flask-WTF's token signer and the CSRF field's name."""
         app = self.flask
         config = app.config

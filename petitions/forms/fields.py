@@ -25,6 +25,7 @@ from wtforms.validators import (
 )
 
 from petitions import passwords
+from petitions.signed import Prepared
 
 
 def has_control_chars(text: str) -> bool:
@@ -120,11 +121,11 @@ def email_field(label: str, required: bool = True, disposable_ok: bool = True) -
     )
 
 
-def _stamps(_memo: list[Any] = [None, None]) -> URLSafeTimedSerializer:  # noqa: B006
+def _stamps(_memo: list[Any] = [None, None]) -> Prepared:  # noqa: B006
     """The signer of form stamps, rebuilt only when SECRET_KEY changes."""
     key = current_app.config["SECRET_KEY"]
     if _memo[0] != key:
-        _memo[:] = [key, URLSafeTimedSerializer(key, salt="sign-form")]
+        _memo[:] = [key, Prepared(URLSafeTimedSerializer(key, salt="sign-form"))]
     return _memo[1]
 
 
