@@ -300,28 +300,30 @@ class QuickSign:
         engines = self.flask.extensions
         postgres = engines["db_engine"].dialect.name == "postgresql"
         with self.flask.app_context():
-            # The read is a transaction of its own, ended before the writes: on SQLite the
-            # write lock then waits for it no longer than through Flask, and on PostgreSQL it
-            # is one round trip. The writes change nothing unless the signature is still
+            # The read and the writes share one pooled connection. On SQLite the read is a
+            # transaction of its own, ended before the writes, so the write lock waits for
+            # it no longer than through Flask. On PostgreSQL the read is one statement
+            # outside any transaction, and so are the writes unless the confirmation also
+            # queues an email. The writes change nothing unless the signature is still
             # pending.
             reads = CoreWrites(engines["db_engine"], autocommit=postgres)
             now = utcnow()
             try:
                 try:
-                    found, letter = signing.pending_by_link(reads, link, now, end_reads=True)
+                    found, letter = signing.pending_by_link(
+                        reads, link, now, end_reads=not postgres
+                    )
                 except DomainError:
                     return None
                 answer = self._answer(("confirmed", letter.slug))
                 if answer is None:
                     return None
-                if postgres:
-                    _close(reads)
-                    # One statement unless the confirmation also queues an email.
-                    single = not found.updates_email
-                    writes = CoreWrites(engines["db_write_engine"], autocommit=single)
-                else:
-                    # The same connection, its next transaction a writing one.
+                writes = reads
+                if not postgres:
+                    # Its next transaction a writing one (the writer lock taken first).
                     writes = reads.writing_as(engines["db_write_engine"])
+                elif found.updates_email:
+                    reads.rollback()  # several statements: back to one transaction
                 try:
                     result = signing.record_confirmation(writes, found, letter, now)
                     writes.commit()
