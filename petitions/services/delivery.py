@@ -194,9 +194,9 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -
     """Send one message of CRLF-ended lines to one recipient; raise as `SMTP.sendmail` does.
 
     Where the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
-    and the message in a second: two round trips instead of smtplib's four, which was most of
-    the time the worker and the server spent on each message. An address that is not ASCII
-    needs a server that speaks SMTPUTF8 (RFC 6531).
+    and the message in a second: two round trips instead of smtplib's four. An address that
+    is not ASCII needs a server that speaks SMTPUTF8 (RFC 6531). The worker sends a batch in
+    one round trip a message (`_Pipeline`); this sends the odd message alone.
     """
     utf8 = not (sender + recipient).isascii()
     smtp.ehlo_or_helo_if_needed()
@@ -205,14 +205,12 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -
         return
     if utf8 and not smtp.has_extn("smtputf8"):
         raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
-    option = " SMTPUTF8" if utf8 else ""
-    smtp.send(f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
+    smtp.send(_envelope(sender, recipient))
     mail = _reply(smtp)
     rcpt = _reply(smtp) if mail[0] != 421 else mail
     start = _reply(smtp) if rcpt[0] != 421 else rcpt
     if mail[0] == 250 and rcpt[0] in (250, 251) and start[0] == 354:
-        body = _LINE_START_DOT.sub(b"..", data)
-        smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+        smtp.send(_content(data))
         code, reply = _reply(smtp)
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
@@ -224,11 +222,34 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -
         _reply(smtp)
     if 421 not in (mail[0], rcpt[0], start[0]):
         smtp.rset()
+    raise _refusal(sender, recipient, mail, rcpt, start)
+
+
+def _envelope(sender: str, recipient: str) -> bytes:
+    """MAIL, RCPT and DATA for one message, to be written in one go (RFC 2920)."""
+    option = "" if (sender + recipient).isascii() else " SMTPUTF8"
+    return f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+
+
+def _content(data: bytes) -> bytes:
+    """A message as it follows DATA's 354: dot-stuffed, ended by a line with a lone dot."""
+    body = _LINE_START_DOT.sub(b"..", data)
+    return body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+def _refusal(
+    sender: str,
+    recipient: str,
+    mail: tuple[int, bytes],
+    rcpt: tuple[int, bytes],
+    start: tuple[int, bytes],
+) -> smtplib.SMTPException:
+    """The error for a transaction whose MAIL, RCPT or DATA was refused, as smtplib has it."""
     if mail[0] != 250:
-        raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+        return smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
     if rcpt[0] not in (250, 251):
-        raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
-    raise smtplib.SMTPDataError(*start)
+        return smtplib.SMTPRecipientsRefused({recipient: rcpt})
+    return smtplib.SMTPDataError(*start)
 
 
 def _reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
@@ -247,54 +268,264 @@ def _send_all(
     sent: list[int],
     report: DeliveryReport,
 ) -> None:
-    """Send each message of the batch in turn, noting the ids sent; stop if the line drops."""
+    """Send each message of the batch, noting the ids sent; stop if the line drops.
+
+    A server that offers PIPELINING gets the batch in one round trip a message
+    (`_send_pipelined`); any other gets one message after another (`send_message`).
+    """
+    if _offers_pipelining(smtp) and _fits_in_path(writer.envelope_from):
+        _send_pipelined(app, smtp, writer, batch, sent, report)
+        return
     for message in batch:
-        try:
-            data = _message_bytes(app, message, writer)
-        except Exception as exc:
-            # A template that fails (a bad deploy, say) is retried with backoff, then fails.
-            # The log names the template and the error's kind, never a value from the context.
+        data = _render(app, message, writer, report)
+        if data is not None and not _send_one(app, smtp, writer, message, data, sent, report):
+            break
+
+
+def _offers_pipelining(smtp: smtplib.SMTP) -> bool:
+    """Whether the server takes pipelined commands (RFC 2920)."""
+    try:
+        smtp.ehlo_or_helo_if_needed()
+    except (OSError, smtplib.SMTPException):
+        # The first `send_message` meets the same error and records it.
+        return False
+    return smtp.has_extn("pipelining")
+
+
+def _fits_in_path(address: str) -> bool:
+    """Whether `address` can be written as it is between the angle brackets of a command.
+
+    Any other (a space or bracket in a quoted local part, a control character, an address
+    longer than RFC 5321 allows) goes out with `send_message`, alone, as before.
+    """
+    return (
+        0 < len(address.encode()) <= 254
+        and address.isprintable()
+        and not _NOT_IN_PATH.intersection(address)
+    )
+
+
+def _render(
+    app: Flask, message: OutboxMessage, writer: MessageWriter, report: DeliveryReport
+) -> bytes | None:
+    """The message's bytes; None (and the message retried) if it cannot be rendered."""
+    try:
+        return _message_bytes(app, message, writer)
+    except Exception as exc:
+        # A template that fails (a bad deploy, say) is retried with backoff, then fails.
+        # The log names the template and the error's kind, never a value from the context.
+        log.warning(
+            "message #%d to @%s (%s) could not be rendered: %s",
+            message.id,
+            message.recipient_domain,
+            message.template,
+            type(exc).__name__,
+        )
+        _retry(app, message, f"render: {type(exc).__name__}", report)
+        return None
+
+
+def _send_one(
+    app: Flask,
+    smtp: smtplib.SMTP,
+    writer: MessageWriter,
+    message: OutboxMessage,
+    data: bytes,
+    sent: list[int],
+    report: DeliveryReport,
+) -> bool:
+    """Send one message with `send_message` and record how it went; False once the
+    connection is gone."""
+    try:
+        send_message(smtp, writer.envelope_from, message.recipient or "", data)
+    except (OSError, smtplib.SMTPException) as exc:
+        return _record_error(app, message, exc, report)
+    sent.append(message.id)
+    report.sent += 1
+    return True
+
+
+def _record_error(
+    app: Flask, message: OutboxMessage, exc: Exception, report: DeliveryReport
+) -> bool:
+    """Fail or retry a message that `send_message` raised `exc` for; whether the connection
+    may still be used."""
+    recipient = message.recipient or ""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        detail = f"{exc.smtp_code} {_without_address(exc.smtp_error, recipient)!r}"
+        if 500 <= exc.smtp_code < 600:
+            _fail(message, f"rejected: {detail}", report)
             log.warning(
-                "message #%d to @%s (%s) could not be rendered: %s",
+                "message #%d to @%s rejected for good: %s",
                 message.id,
                 message.recipient_domain,
-                message.template,
-                type(exc).__name__,
+                exc.smtp_code,
             )
-            _retry(app, message, f"render: {type(exc).__name__}", report)
+        else:
+            _retry(app, message, f"temporary: {detail}", report)
+        return exc.smtp_code != 421  # 421: the server is closing the connection
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        if any(500 <= code < 600 for code in codes):
+            _fail(message, f"recipient refused: {codes}", report)
+        else:
+            _retry(app, message, f"recipient deferred: {codes}", report)
+        return True
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        # This server cannot take this address; the connection itself is fine.
+        _retry(app, message, "server lacks SMTPUTF8", report)
+        return True
+    _retry(app, message, f"{type(exc).__name__}: {exc}", report)
+    return False
+
+
+def _send_pipelined(
+    app: Flask,
+    smtp: smtplib.SMTP,
+    writer: MessageWriter,
+    batch: list[OutboxMessage],
+    sent: list[int],
+    report: DeliveryReport,
+) -> None:
+    """Send the batch through a `_Pipeline`, one round trip a message.
+
+    Each message is rendered before anything of it is written, so one that cannot be
+    rendered is retried on its own; one whose address cannot be pipelined goes alone with
+    `send_message`, in its turn.
+    """
+    sender = writer.envelope_from
+    pipeline = _Pipeline(app, smtp, sender, sent, report)
+    for message in batch:
+        data = _render(app, message, writer, report)
+        if data is None:
             continue
         recipient = message.recipient or ""
+        if not _fits_in_path(recipient):
+            # `send_message` writes it alone, so the message before it is finished first.
+            if not pipeline.finish() or not _send_one(
+                app, smtp, writer, message, data, sent, report
+            ):
+                return
+        elif not (sender + recipient).isascii() and not smtp.has_extn("smtputf8"):
+            refusal = smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            _record_error(app, message, refusal, report)
+        elif not pipeline.send(message, data):
+            return
+    pipeline.finish()
+
+
+class _Pipeline:
+    """A batch sent over PIPELINING (RFC 2920) in one round trip a message.
+
+    A message's MAIL, RCPT and DATA go out in one write. Its content goes only once DATA's
+    354 is in, at the head of the next write, followed by the next message's MAIL, RCPT and
+    DATA: RFC 2920 lets DATA end a group and the content begin one, and a server that has
+    answered 354 reads up to the lone dot before it reads a command, so what is written is
+    always read as what it is. The replies come in the order of what was written: the
+    content's, then the next envelope's. A message's outcome is recorded once its last reply
+    is in, with `_record_error` and the error `send_message` would raise.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        smtp: smtplib.SMTP,
+        sender: str,
+        sent: list[int],
+        report: DeliveryReport,
+    ) -> None:
+        """A pipeline with nothing written yet."""
+        self.app = app
+        self.smtp = smtp
+        self.sender = sender
+        self.sent = sent
+        self.report = report
+        #: the message whose transaction is not over, and what it still owes the server: its
+        #: content, or what ends a refused transaction
+        self.owner: OutboxMessage | None = None
+        self.owed = b""
+        #: why the owner's transaction was refused (None: `owed` is its content)
+        self.refusal: smtplib.SMTPException | None = None
+        #: whether the server answered DATA with 354 all the same, so `owed` starts with the
+        #: lone dot of an empty message
+        self.empty_message = False
+
+    def send(self, message: OutboxMessage, data: bytes) -> bool:
+        """Write what is owed and `message`'s MAIL, RCPT and DATA in one go, then read the
+        replies to both; False once the connection is gone."""
+        recipient = message.recipient or ""
+        if not self._write(self.owed + _envelope(self.sender, recipient), message):
+            return False
+        if not self._settle():
+            return False
         try:
-            send_message(smtp, writer.envelope_from, recipient, data)
-        except smtplib.SMTPResponseException as exc:
-            detail = f"{exc.smtp_code} {_without_address(exc.smtp_error, recipient)!r}"
-            if 500 <= exc.smtp_code < 600:
-                _fail(message, f"rejected: {detail}", report)
-                log.warning(
-                    "message #%d to @%s rejected for good: %s",
-                    message.id,
-                    message.recipient_domain,
-                    exc.smtp_code,
-                )
-            else:
-                _retry(app, message, f"temporary: {detail}", report)
-            if exc.smtp_code == 421:  # the server is closing the connection
-                break
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            if any(500 <= code < 600 for code in codes):
-                _fail(message, f"recipient refused: {codes}", report)
-            else:
-                _retry(app, message, f"recipient deferred: {codes}", report)
-        except smtplib.SMTPNotSupportedError:
-            # This server cannot take this address; the connection itself is fine.
-            _retry(app, message, "server lacks SMTPUTF8", report)
+            mail = _reply(self.smtp)
+            rcpt = _reply(self.smtp) if mail[0] != 421 else mail
+            start = _reply(self.smtp) if rcpt[0] != 421 else rcpt
         except (OSError, smtplib.SMTPException) as exc:
-            _retry(app, message, f"{type(exc).__name__}: {exc}", report)
-            break
-        else:
-            sent.append(message.id)
-            report.sent += 1
+            return self._record(message, exc)
+        if mail[0] == 250 and rcpt[0] in (250, 251) and start[0] == 354:
+            self.owner, self.owed = message, _content(data)
+            return True
+        refusal = _refusal(self.sender, recipient, mail, rcpt, start)
+        if 421 in (mail[0], rcpt[0], start[0]):
+            # The server has closed the connection: nothing more is written or read.
+            return self._record(message, refusal)
+        # The transaction is ended with the next write, as `send_message` ends it: an empty
+        # message if the server took DATA all the same, then RSET (which RFC 2920 lets go
+        # in a group).
+        self.owner, self.refusal = message, refusal
+        self.empty_message = start[0] == 354
+        self.owed = (b".\r\n" if self.empty_message else b"") + b"RSET\r\n"
+        return True
+
+    def finish(self) -> bool:
+        """Write what is owed, alone, and read its replies; False once the connection is
+        gone."""
+        if self.owner is None:
+            return True
+        return self._write(self.owed, None) and self._settle()
+
+    def _write(self, data: bytes, message: OutboxMessage | None) -> bool:
+        """Write `data`; if the line has dropped, retry the message whose reply it would have
+        waited for (the owner, else `message`) and return False."""
+        try:
+            self.smtp.send(data)
+        except (OSError, smtplib.SMTPException) as exc:
+            blamed = self.owner or message
+            if blamed is not None:
+                _record_error(self.app, blamed, exc, self.report)
+            return False
+        return True
+
+    def _settle(self) -> bool:
+        """Read the replies to what the owner owed, and record its outcome: sent once the 250
+        for its content is in. False once the connection is gone."""
+        owner, refusal = self.owner, self.refusal
+        if owner is None:
+            return True
+        self.owner, self.owed, self.refusal = None, b"", None
+        try:
+            if refusal is None:
+                code, reply = _reply(self.smtp)
+                if code != 250:
+                    return self._record(owner, smtplib.SMTPDataError(code, reply))
+                self.sent.append(owner.id)
+                self.report.sent += 1
+                return True
+            if self.empty_message:
+                code, reply = _reply(self.smtp)
+                if code == 421:
+                    return self._record(owner, smtplib.SMTPResponseException(code, reply))
+            _reply(self.smtp)  # RSET's, ignored as `send_message` ignores it
+        except (OSError, smtplib.SMTPException) as exc:
+            return self._record(owner, exc)
+        return self._record(owner, refusal)
+
+    def _record(self, message: OutboxMessage, exc: Exception) -> bool:
+        """Fail or retry `message` for `exc`; whether the connection may still be used."""
+        usable = _record_error(self.app, message, exc, self.report)
+        return usable and self.smtp.sock is not None
 
 
 @dataclass
