@@ -100,8 +100,9 @@ def test_worker_checkpoints_the_sqlite_log_so_requests_need_not(app, database_ur
 
 
 def test_the_growing_tables_statistics_are_refreshed_when_due(app):
-    """PostgreSQL keeps a foreign-key check's plan while its table's statistics stand, so the
-    worker analyzes `signatures` and `tokens` once they have grown; SQLite has nothing to do."""
+    """PostgreSQL keeps a foreign-key check's plan, and a prepared statement's generic plan,
+    while its tables' statistics stand, so the worker analyzes `signatures`, `tokens` and
+    `outbox` once they have grown; SQLite has nothing to do."""
     engine = app.extensions["db_engine"]
     if engine.dialect.name != "postgresql":
         assert refresh_statistics(engine) == []
@@ -113,18 +114,25 @@ def test_the_growing_tables_statistics_are_refreshed_when_due(app):
             " expires_at) SELECT 'reset_password', md5('n' || i), 'stats-' || i, 0, now(),"
             " now() FROM generate_series(1, 300) AS i"
         )
+        connection.exec_driver_sql(
+            "INSERT INTO outbox (recipient_domain, status, attempts, next_attempt_at,"
+            " created_at) SELECT 'example.net', 'failed', 8, now(), now()"
+            " FROM generate_series(1, 300)"
+        )
         connection.commit()
         # Statistics reach the shared counters when the writing backend is next idle.
         connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         connection.commit()
         connection.exec_driver_sql("SELECT 1")
-    assert refresh_statistics(engine) == ["tokens"]
+    assert refresh_statistics(engine) == ["outbox", "tokens"]
     with engine.connect() as connection:
-        analyzed, changed = connection.exec_driver_sql(
-            "SELECT last_analyze IS NOT NULL, n_mod_since_analyze FROM pg_stat_user_tables"
-            " WHERE relname = 'tokens' AND schemaname = current_schema()"
-        ).one()
-    assert analyzed and changed == 0
+        for table in ("outbox", "tokens"):
+            analyzed, changed = connection.exec_driver_sql(
+                "SELECT last_analyze IS NOT NULL, n_mod_since_analyze FROM pg_stat_user_tables"
+                " WHERE relname = %(table)s AND schemaname = current_schema()",
+                {"table": table},
+            ).one()
+            assert analyzed and changed == 0
     assert refresh_statistics(engine) == []  # nothing new since
 
 
