@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petitions.db import Base, UTCDateTime, utcnow
@@ -21,6 +21,12 @@ class TokenPurpose(enum.StrEnum):
     CHANGE_EMAIL = "change_email"
 
 
+#: the one purpose whose tokens carry a standalone (long) code, found by its hash alone;
+#: other codes are bound to their token's handle and never looked up by hash
+LONG_CODE_PURPOSE = TokenPurpose.WITHDRAW_SIGNATURE
+_LONG_CODE_TOKENS = f"purpose = '{LONG_CODE_PURPOSE.value}'"
+
+
 class Token(Base):
     """A server-side nonce, stored only as hashes, deleted when used.
 
@@ -29,6 +35,24 @@ class Token(Base):
     """
 
     __tablename__ = "tokens"
+    # Every signature's confirmation writes a row here, so each index is a B-tree written per
+    # signer (on SQLite a WAL page, read again by every process). The two lookups that only
+    # some tokens serve index only those tokens: a code's hash for standalone codes, the
+    # account for account tokens (`user_id = ?` implies NOT NULL, foreign keys included).
+    __table_args__ = (
+        Index(
+            "ix_tokens_code_hash",
+            "code_hash",
+            sqlite_where=text(_LONG_CODE_TOKENS),
+            postgresql_where=text(_LONG_CODE_TOKENS),
+        ),
+        Index(
+            "ix_tokens_user_id",
+            "user_id",
+            sqlite_where=text("user_id IS NOT NULL"),
+            postgresql_where=text("user_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     purpose: Mapped[TokenPurpose] = mapped_column(String(24))
@@ -37,15 +61,13 @@ class Token(Base):
     #: random public id naming this token on the code-entry form
     handle: Mapped[str] = mapped_column(String(32), unique=True)
     #: keyed hash of the short code; None where no code is offered
-    code_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
     #: wrong codes typed so far; the code dies at the configured limit
     code_attempts: Mapped[int] = mapped_column(Integer, default=0)
     signature_id: Mapped[int | None] = mapped_column(
         ForeignKey("signatures.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: when it was used; a used token is refused, but can still say "already done"
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

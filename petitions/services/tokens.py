@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import String, insert, literal, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
 from petitions.db import FastStatement, Writes
 from petitions.models import Token, TokenPurpose
 from petitions.models.errors import DomainError
+from petitions.models.token import LONG_CODE_PURPOSE
 
 
 class TokenInvalid(DomainError):
@@ -80,6 +81,8 @@ def prepare(
     code = None
     if with_code or long_code:
         code = tokens.new_code(tokens.LONG_CODE_LENGTH if long_code else tokens.CODE_LENGTH)
+    if long_code and purpose != LONG_CODE_PURPOSE:
+        raise ValueError(f"{purpose} tokens take no standalone code")
     code_scope = "standalone" if long_code else handle
     lifetime = max_age if max_age is not None else current_app.config["TOKEN_MAX_AGE"]
     values: dict[str, Any] = {
@@ -146,11 +149,16 @@ def find_by_link(session: Session, purpose: TokenPurpose, link_token: str) -> To
 def find_by_long_code(session: Session, purpose: TokenPurpose, typed: str) -> Token | None:
     """The token a standalone (long) code belongs to, if any."""
     code = tokens.normalize_code(typed or "", tokens.LONG_CODE_LENGTH)
-    if code is None:
+    if code is None or purpose != LONG_CODE_PURPOSE:
         return None
+    # The purpose is written into the SQL, so that the planner sees the query is about the
+    # tokens that `ix_tokens_code_hash` holds (a bound value would not tell it).
     return session.scalars(
         select(Token)
-        .where(Token.purpose == purpose, Token.code_hash == tokens.hash_code("standalone", code))
+        .where(
+            Token.purpose == literal(purpose.value, String(), literal_execute=True),
+            Token.code_hash == tokens.hash_code("standalone", code),
+        )
         .with_for_update()
     ).first()
 
