@@ -10,6 +10,8 @@ import re
 import smtplib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from petitions.db import new_session
@@ -474,3 +476,13 @@ def test_a_server_without_smtputf8_defers_only_the_non_ascii_address(app, monkey
     assert waiting.last_error == "server lacks SMTPUTF8"
     assert len(writes[1:-1]) == 3  # the two others still pipelined
     assert not any("jörg".encode() in write for write in writes)
+
+
+@given(
+    st.lists(st.sampled_from([b".", b"..", b"a", b"\r\n", b"\n", b"\r", b" ", b"="]), max_size=40)
+)
+def test_every_line_starting_dot_is_doubled_and_the_data_ended(pieces):
+    data = b"".join(pieces)
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    ending = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
+    assert delivery._content(data) == stuffed + ending
