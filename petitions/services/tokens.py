@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import String, insert, literal, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from petitions import tokens
@@ -151,14 +151,9 @@ def find_by_long_code(session: Session, purpose: TokenPurpose, typed: str) -> To
     code = tokens.normalize_code(typed or "", tokens.LONG_CODE_LENGTH)
     if code is None or purpose != LONG_CODE_PURPOSE:
         return None
-    # The purpose is written into the SQL, so that the planner sees the query is about the
-    # tokens that `ix_tokens_code_hash` holds (a bound value would not tell it).
     return session.scalars(
         select(Token)
-        .where(
-            Token.purpose == literal(purpose.value, String(), literal_execute=True),
-            Token.code_hash == tokens.hash_code("standalone", code),
-        )
+        .where(Token.purpose == purpose, Token.code_hash == tokens.hash_code("standalone", code))
         .with_for_update()
     ).first()
 
