@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from petitions.db import make_engine
+from petitions.db import make_engine, restart_sqlite_log
 
 
 @pytest.fixture
@@ -83,3 +83,67 @@ def test_a_thread_that_holds_the_lock_is_refused_a_second_writer_at_once(engine)
         with pytest.raises(OperationalError, match="already holds"), engine.begin() as other:
             other.execute(text("INSERT INTO marks VALUES (4, 'same thread')"))
         assert time.monotonic() - started < 1  # not SQLite's 30 s timeout, not forever
+
+
+def _log_pages(engine) -> int:
+    """Pages in the write-ahead log now (a PASSIVE checkpoint copies them and says so)."""
+    raw = engine.raw_connection()
+    try:
+        return raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    finally:
+        raw.close()
+
+
+def _write_pages(engine, rows: int = 200) -> None:
+    with engine.begin() as connection:
+        for number in range(rows):
+            connection.execute(
+                text("INSERT INTO marks VALUES (:at, :who)"), {"at": number, "who": "x" * 900}
+            )
+
+
+def test_the_worker_restarts_a_long_log_between_two_writers(engine, tmp_path):
+    """Past the threshold, `restart_sqlite_log` copies the whole log back with the writer
+    lock held, so the next commit writes from the log's start; below it, it only copies
+    what it can alongside the writers."""
+    lock_path = tmp_path / "writers.sqlite3-writers"
+    for _ in range(3):
+        _write_pages(engine)
+    assert restart_sqlite_log(engine, threshold=100_000) is False
+    _write_pages(engine)
+    assert restart_sqlite_log(engine, threshold=50) is True
+    assert _lock_is_free(lock_path)  # the writer lock was given back
+    _write_pages(engine, rows=1)
+    assert _log_pages(engine) < 10  # the log started again
+
+
+def test_restarting_the_log_waits_for_the_writer_and_not_long_for_readers(engine, tmp_path):
+    _write_pages(engine)
+    # A writer in the middle of its transaction: the restart queues behind it.
+    writer = engine.connect()
+    writer.begin()
+    writer.execute(text("INSERT INTO marks VALUES (-1, 'writer')"))
+    finished: list[object] = []
+    thread = threading.Thread(target=lambda: finished.append(restart_sqlite_log(engine, 10)))
+    thread.start()
+    time.sleep(0.3)
+    assert not finished, "the restart did not wait for the open write transaction"
+    writer.commit()
+    writer.close()
+    thread.join(5)
+    assert finished == [True]
+
+    # A reader still on the old log: the restart gives up after a short wait instead of
+    # holding every writer for SQLite's 30 s busy timeout, and the next writer goes at once.
+    _write_pages(engine)
+    reader = make_engine(str(engine.url))
+    with reader.connect() as reading:
+        reading.begin()
+        reading.execute(text("SELECT count(*) FROM marks")).scalar()
+        _write_pages(engine)
+        started = time.monotonic()
+        assert restart_sqlite_log(engine, threshold=10) is False
+        assert time.monotonic() - started < 1
+        assert _lock_is_free(tmp_path / "writers.sqlite3-writers")
+        reading.rollback()
+    reader.dispose()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from petitions.db import new_session, refresh_statistics
+from petitions.db import SQLITE_AUTOCHECKPOINT_PAGES, new_session, refresh_statistics
 from petitions.mail import queue_email
 from tests.servers import ROOT
 
@@ -76,13 +76,15 @@ def _main_file_digest(database_url: str) -> str:
 
 def test_worker_checkpoints_the_sqlite_log_so_requests_need_not(app, database_url, mailbox):
     """Commits leave their pages in the -wal file (web connections checkpoint only past
-    10,000 pages); the running worker copies them into the database file within seconds."""
+    SQLITE_AUTOCHECKPOINT_PAGES); the running worker copies them into the database file within
+    seconds."""
     if not database_url.startswith("sqlite:///"):
         pytest.skip("SQLite only: PostgreSQL manages its own write-ahead log")
     with app.app_context():
         engine = app.extensions["db_engine"]
         with engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+            pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            assert pages == SQLITE_AUTOCHECKPOINT_PAGES
     worker = _worker(database_url, mailbox.port)
     try:
         time.sleep(2)  # the worker's first pass: purge, snapshot, its first checkpoint

@@ -23,7 +23,14 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from petitions.db import checkpoint_sqlite, get_engine, new_session, refresh_statistics, utcnow
+from petitions.db import (
+    checkpoint_sqlite,
+    get_engine,
+    new_session,
+    refresh_statistics,
+    restart_sqlite_log,
+    utcnow,
+)
 from petitions.mail import MessageWriter, RenderedEmail, render_email
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
@@ -588,7 +595,7 @@ def run_forever(
     purge_every: float = 600.0,
     scrub_every: float = 60.0,
     snapshot_every: float = 60.0,
-    checkpoint_every: float = 1.0,
+    checkpoint_every: float = 0.25,
     statistics_every: float = 2.0,
     gather: float = 0.2,
 ) -> None:
@@ -627,9 +634,10 @@ def run_forever(
                 next_scrub = time.monotonic() + scrub_every
                 checkpoint_sqlite(get_engine(app))
             elif time.monotonic() >= next_checkpoint:
-                # Copy the web requests' WAL pages into the database here, off their path.
+                # Copy the web requests' WAL pages into the database here, off their path,
+                # and restart the log before a commit would have to.
                 next_checkpoint = time.monotonic() + checkpoint_every
-                checkpoint_sqlite(get_engine(app), "PASSIVE")
+                restart_sqlite_log(get_engine(app))
         except Exception:
             # A database outage or one bad housekeeping pass must not stop the mail: log
             # (no message content) and try again shortly.
