@@ -2,14 +2,15 @@
 
     .venv/bin/python -m bench.costs [--db sqlite|postgres] [--scenario sign|confirm]
                                     [--seconds 10] [--warmup 3] [--connections 32]
-                                    [--pg-url URL] [--py-spy DIR]
+                                    [--signatures 100] [--pg-url URL] [--py-spy DIR]
+                                    [--lock-log MS]
 
 The full benchmark says how fast; this says what each request costs the two cores, which is
 what decides how fast. It serves hello world and then the app exactly as `bench/run.py`
 does (gunicorn with the production settings, the mail worker, the benchmark's SMTP sink, a
-fresh letter of 100 signatures), drives the scenario with wrk, and reads from `/proc` the
-user and system CPU that each group of processes spent during the measured run, divided by
-the requests answered:
+fresh letter of `--signatures` signatures), drives the scenario with wrk, and reads from
+`/proc` the user and system CPU that each group of processes spent during the measured run,
+divided by the requests answered:
 
 * web: gunicorn's master and workers (for hello world too, as the yardstick);
 * mail worker, SMTP sink;
@@ -20,7 +21,10 @@ the requests answered:
 To reach a ratio R of hello world, a request may cost about `hello's all / R`: the last line
 says how far off that is. With `--py-spy DIR` (py-spy installed by hand: `.venv/bin/pip
 install py-spy`) one web worker and the mail worker are sampled while they hold the GIL,
-written as `DIR/web.txt` and `DIR/worker.txt` in py-spy's raw format (one stack a line).
+written as `DIR/web.txt` and `DIR/worker.txt` in py-spy's raw format (one stack a line). With
+`--lock-log MS` (SQLite) each process logs the writer-lock holds longer than MS ms, with the
+code that held them, and its average wait for the lock and hold of it; the summary follows
+the table.
 """
 
 from __future__ import annotations
@@ -175,6 +179,23 @@ def report(hello: Measured, app: Measured) -> str:
     return "\n".join(lines)
 
 
+def lock_summary(work: Path, threshold_ms: float) -> str:
+    """What the processes' writer-lock logs say: each one's last totals, and how many holds
+    passed the threshold (`petitions.db.WriterLockLog`)."""
+    totals: dict[str, str] = {}
+    long_holds = 0
+    for name in ("gunicorn.log", "worker.log"):
+        path = work / name
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            if "writer lock held" in line:
+                long_holds += 1
+            elif "writer lock totals, pid" in line:
+                totals[line.split("pid ")[1].split(":")[0]] = line.split("writer lock ")[1]
+    lines = [f"writer lock: {long_holds} holds over {threshold_ms:g} ms (listed in the logs)"]
+    lines += [f"  {text}" for _pid, text in sorted(totals.items())]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure hello world, then the scenario, and print what each request cost."""
     parser = argparse.ArgumentParser(prog="bench/costs.py", description=__doc__)
@@ -183,8 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--signatures", type=int, default=100, help="the letter's size")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--py-spy", type=Path, help="write py-spy samples to this folder")
+    parser.add_argument(
+        "--lock-log",
+        type=float,
+        metavar="MS",
+        help="SQLite: log writer-lock holds longer than MS ms, and each process's totals",
+    )
     args = parser.parse_args(argv)
     workers = min(2 * (os.cpu_count() or 1) + 1, 8)
     work = ROOT / "bench" / "results" / "tmp" / f"costs-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -219,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         env = app_env(database, port, sink_port, workers)
         run_command(flask_command("db", "upgrade"), env, timeout=120)
+        if args.lock_log is not None:
+            env["UNDERSIGNED_WRITER_LOCK_LOG"] = str(args.lock_log)
         engine = data.bench_engine(database)
-        letter = data.seed_letter(engine, 100)
+        letter = data.seed_letter(engine, args.signatures)
         app = data.in_process_app(env)
         worker = children.start("worker", flask_command("worker"), env)
         server = children.start("gunicorn", gunicorn_command("wsgi:app", port, workers), env)
@@ -279,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         children.stop_all()
     print(report(hello, measured))
+    if args.lock_log is not None:
+        print(lock_summary(work, args.lock_log))
     print(f"logs in {work}")
     return 0 if measured.errors == 0 and measured.requests > 0 else 1
 

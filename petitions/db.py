@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +107,68 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+log = logging.getLogger(__name__)
+
+
+class WriterLockLog:
+    """How long this process waited for and held SQLite's writer lock, for finding stalls.
+
+    On when `UNDERSIGNED_WRITER_LOCK_LOG` gives a number of milliseconds: each hold longer
+    than that is logged with the code that held it, and the process's totals are logged every
+    1,000 holds and at exit. Off, it costs the lock one attribute test.
+    """
+
+    def __init__(self, threshold_ms: float) -> None:
+        self.threshold = threshold_ms / 1000
+        self.taken = 0
+        self.waited = 0.0
+        self.held = 0.0
+        self.longest = 0.0
+
+    def record(self, waited: float, held: float) -> None:
+        """One hold of the lock: seconds spent waiting for it, then holding it."""
+        self.taken += 1
+        self.waited += waited
+        self.held += held
+        self.longest = max(self.longest, held)
+        if held > self.threshold:
+            # The callers outside the standard library and installed packages, innermost
+            # first; the last three frames are this method, leave_queue and its caller here.
+            code = [
+                f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
+                for frame in traceback.extract_stack()[:-3]
+                if "/lib/python" not in frame.filename
+            ]
+            log.warning(
+                "writer lock held %.1f ms by pid %d: %s",
+                held * 1000,
+                os.getpid(),
+                " < ".join(reversed(code)) or "?",
+            )
+        if self.taken % 1000 == 0:
+            self.totals()
+
+    def totals(self) -> None:
+        """Log this process's totals so far."""
+        if self.taken:
+            log.warning(
+                "writer lock totals, pid %d: taken %d times, waited %.0f us and held %.0f us"
+                " on average, longest hold %.1f ms",
+                os.getpid(),
+                self.taken,
+                self.waited / self.taken * 1e6,
+                self.held / self.taken * 1e6,
+                self.longest * 1000,
+            )
+
+
+_LOCK_LOG_MS = os.environ.get("UNDERSIGNED_WRITER_LOCK_LOG")
+#: set from UNDERSIGNED_WRITER_LOCK_LOG when the process starts; None when off
+LOCK_LOG = WriterLockLog(float(_LOCK_LOG_MS)) if _LOCK_LOG_MS else None
+if LOCK_LOG is not None:
+    atexit.register(LOCK_LOG.totals)
+
+
 class QueuedWriterConnection(sqlite3.Connection):
     """A SQLite connection whose write transactions queue on an OS file lock.
 
@@ -121,6 +186,8 @@ class QueuedWriterConnection(sqlite3.Connection):
     _lock_fd: int | None = None
     #: the thread that holds the writer lock through this connection, or 0
     _holding = 0
+    #: with `LOCK_LOG` on: when this connection began waiting for the lock, and got it
+    _asked_at = _taken_at = 0.0
 
     def queue_for_writes(self) -> None:
         """Wait for this database's writer lock (held until commit, rollback or close)."""
@@ -130,12 +197,16 @@ class QueuedWriterConnection(sqlite3.Connection):
             self._lock_fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         owner = threading.get_ident()
         _held_here(self.writer_lock_path, +1, owner)
+        if LOCK_LOG is not None:
+            self._asked_at = time.perf_counter()
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except BaseException:
             _held_here(self.writer_lock_path, -1, owner)
             raise
         self._holding = owner
+        if LOCK_LOG is not None:
+            self._taken_at = time.perf_counter()
 
     def leave_queue(self) -> None:
         """Let the next writer go."""
@@ -143,6 +214,9 @@ class QueuedWriterConnection(sqlite3.Connection):
         if owner:
             assert self._lock_fd is not None and self.writer_lock_path is not None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            if LOCK_LOG is not None:
+                now = time.perf_counter()
+                LOCK_LOG.record(self._taken_at - self._asked_at, now - self._taken_at)
             # the thread that took it, whichever thread ends the transaction (pool clean-up)
             _held_here(self.writer_lock_path, -1, owner)
 

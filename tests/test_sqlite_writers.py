@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -147,3 +148,24 @@ def test_restarting_the_log_waits_for_the_writer_and_not_long_for_readers(engine
         assert _lock_is_free(tmp_path / "writers.sqlite3-writers")
         reading.rollback()
     reader.dispose()
+
+
+def test_with_the_lock_log_on_a_long_hold_is_logged_with_its_code(engine, monkeypatch, caplog):
+    from petitions import db
+
+    monkeypatch.setattr(db, "LOCK_LOG", db.WriterLockLog(20))
+    caplog.set_level(logging.WARNING, logger="petitions.db")
+    with engine.begin() as connection:  # a short hold: counted, not logged
+        connection.execute(text("INSERT INTO marks VALUES (0, 'quick')"))
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO marks VALUES (1, 'slow')"))
+        time.sleep(0.05)
+    held = [r.getMessage() for r in caplog.records if "writer lock held" in r.getMessage()]
+    assert len(held) == 1
+    assert float(held[0].split("held ")[1].split(" ms")[0]) >= 50
+    # the code that held it, outside the standard library and installed packages
+    assert "test_sqlite_writers.py" in held[0] and "sqlalchemy" not in held[0]
+    caplog.clear()
+    db.LOCK_LOG.totals()
+    (totals,) = [r.getMessage() for r in caplog.records]
+    assert "taken 2 times" in totals and "longest hold" in totals
