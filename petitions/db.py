@@ -85,6 +85,8 @@ def utcnow() -> datetime:
 SQLITE_AUTOCHECKPOINT_PAGES = 25_000
 #: WAL pages past which the mail worker restarts the log between two writers
 SQLITE_RESTART_PAGES = 2_000
+#: how long a connection waits for a lock SQLite holds before it gives up
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -103,7 +105,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Deleted and overwritten content (addresses of confirmed signers) is zeroed on disk.
     cursor.execute("PRAGMA secure_delete=ON")
     # Writers queue for the lock instead of failing with "database is locked".
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -737,7 +739,7 @@ def restart_sqlite_log(engine: Engine, threshold: int = SQLITE_RESTART_PAGES) ->
             connection.execute("PRAGMA busy_timeout=10")
             busy, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         finally:
-            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             connection.leave_queue()
         return not busy and logged == copied
     finally:
@@ -749,8 +751,8 @@ def checkpoint_sqlite(engine: Engine, mode: str = "TRUNCATE") -> tuple[int, int,
 
     TRUNCATE (the default) also empties the -wal file: old page versions (a pending signer's
     address before confirmation wiped it) would otherwise linger there; with secure_delete the
-    main file keeps none. PASSIVE copies what it can without waiting for anyone, which is what
-    the mail worker does every second so that web requests never have to.
+    main file keeps none. PASSIVE copies what it can without waiting for anyone (the mail
+    worker's frequent copies go through `restart_sqlite_log` instead).
     Returns SQLite's (busy, frames in the log, frames checkpointed).
     """
     if engine.dialect.name != "sqlite":
