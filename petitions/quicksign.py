@@ -9,7 +9,8 @@ Confirm button of a link that can confirm. `QuickSign` takes exactly those:
 * the checks are Flask's own, made with the same keys and salts: the session cookie (read
   with Flask's signer), the CSRF token (as Flask-WTF reads it, including its Referer check
   over HTTPS), the sign form's rules (`forms.signing.plain_sign_request`, held to SignForm's
-  answers by the tests), the letter's signing rules, the per-address sign limit (charged to
+  answers by the tests), the letter's signing rules (kept as Flask keeps them, and read here
+  when they are not), the per-address sign limit (charged to
   Flask-Limiter's own counters) and the link's checks (`services.signing.pending_by_link`);
 * the writes are `services.signing`'s, on bare connections instead of Sessions, so an address
   that signed before takes the same path, and gets the same answer, as through Flask; after a
@@ -256,7 +257,10 @@ class QuickSign:
         if answer is None or fields is None:
             return None
         cache = microcache.for_app(self.flask)
-        rules = cache.pages.get(("signing rules", slug)) if cache is not None else None
+        store = cache.pages if cache is not None and cache.seconds else None
+        if store is None:
+            return None
+        rules = signing.kept_rules(store, slug, lambda: self._rules(slug))
         if rules is None or not rules.is_open:
             return None
         with self.flask.app_context():
@@ -288,6 +292,15 @@ class QuickSign:
         # Nothing after the commit can fail, so Flask never takes a signature a second time.
         holes = {"csrf_token": token, "handle": handle}
         return answer.status, *answer.build(holes, limits, microcache.http_date_now())
+
+    def _rules(self, slug: str) -> signing.LetterRules | None:
+        """The letter's signing rules, read on a pooled connection outside any request."""
+        engine = self.flask.extensions["db_engine"]
+        reads = CoreWrites(engine, autocommit=engine.dialect.name == "postgresql")
+        try:
+            return signing.rules_for(reads, slug)
+        finally:
+            _close(reads)
 
     def _confirm(
         self, link: str, secret: str, environ: dict[str, Any], body: bytes

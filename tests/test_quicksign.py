@@ -11,10 +11,10 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from petitions.db import new_session
+from petitions.db import new_session, utcnow
 from petitions.forms import SignForm
 from petitions.forms.signing import plain_sign_request
-from petitions.models import Signature
+from petitions.models import Petition, PetitionState, Signature
 from tests.conftest import csrf_from, hidden, sign_fields
 
 pytestmark = pytest.mark.config(READ_CACHE_SECONDS=60.0)
@@ -98,18 +98,19 @@ def test_an_address_that_signed_before_gets_the_same_answer_and_no_second_row(si
     site.deliver()
     assert "Your signature counts" in site.confirm_link("twice@example.net").get_data(as_text=True)
     site.mailbox.clear()
-    # Confirming emptied this process's caches; the next signature through Flask fills them.
-    other, other_fields = _signer(app, slug)
-    _sign(other, slug, other_fields, "refill@example.net")
+    # Confirming emptied this process's caches: the letter's signing rules are read again
+    # here, not by Flask.
+    assert app.extensions["microcache"].pages.get(("signing rules", slug)) is None
     calls.count = 0
     again = _sign(client, slug, fields, "twice@example.net")
     assert calls.count == 0
+    assert app.extensions["microcache"].pages.get(("signing rules", slug)) is not None
     assert again.status_code == first.status_code == 200
     assert [name for name, _ in again.headers] == [name for name, _ in first.headers]
     assert hidden(again.get_data(as_text=True), "handle") != hidden(
         first.get_data(as_text=True), "handle"
     )
-    assert _signatures(app) == 4
+    assert _signatures(app) == 3
     site.deliver()
     note = site.mailbox.last_to("twice@example.net")
     assert "already" in note.text.lower()
@@ -136,6 +137,29 @@ def test_what_flask_must_judge_goes_to_flask(site, app):
     site_fields = sign_fields(site.client.get(f"/p/{slug}").get_data(as_text=True))
     assert _sign(site.client, slug, site_fields, "olivia@example.com").status_code == 200
     assert calls.count == 6
+    assert _signatures(app) == 3
+
+
+def test_rules_read_here_when_not_kept_and_a_closed_letter_goes_to_flask(site, app):
+    slug = site.letter()
+    for number in range(2):  # let Flask's answer be learned
+        client, fields = _signer(app, slug)
+        _sign(client, slug, fields, f"teach{number}@example.net")
+    cache = app.extensions["microcache"]
+    calls = FlaskCalls(app)
+    client, fields = _signer(app, slug)
+    cache.forget()
+    assert _sign(client, slug, fields, "kept@example.net").status_code == 200
+    assert calls.count == 0
+    # Closed behind this process's back: the rules read afresh say so, and Flask answers.
+    with new_session(app, write=True) as session:
+        letter = session.scalars(select(Petition).where(Petition.slug == slug)).one()
+        letter.state, letter.closed_at = PetitionState.CLOSED, utcnow()
+        session.commit()
+    cache.forget()
+    closed = _sign(client, slug, fields, "late@example.net")
+    assert calls.count == 1
+    assert "closed" in closed.get_data(as_text=True)
     assert _signatures(app) == 3
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from petitions import tokens
 from petitions.db import FastRow, FastStatement, Writes
 from petitions.mail import OUTBOX_COLUMNS, outbox_row, queue_email, queue_row
+from petitions.microcache import TimedStore
 from petitions.models import (
     Affiliation,
     Display,
@@ -180,7 +182,7 @@ _SPEND_CONFIRM_TOKENS = FastStatement(
 )
 
 
-def rules_for(session: Session, slug: str) -> LetterRules | None:
+def rules_for(session: Writes, slug: str) -> LetterRules | None:
     """The signing rules of the public letter at `slug`; None for drafts, hidden and unknown."""
     rows = session.connection().execute(_RULES, {"slug": slug}).all()
     if not rows or rows[0].state == PetitionState.DRAFT or rows[0].hidden_at is not None:
@@ -192,6 +194,26 @@ def rules_for(session: Session, slug: str) -> LetterRules | None:
         allow_supporters=first.allow_supporters,
         employers=tuple((row.domain, row.employer_id) for row in rows if row.domain),
     )
+
+
+#: where a process keeps a letter's signing rules among its shared pages
+RULES_KEY = "signing rules"
+
+
+def kept_rules(
+    store: TimedStore | None, slug: str, load: Callable[[], LetterRules | None]
+) -> LetterRules | None:
+    """The letter's signing rules from `store` (a process's shared pages, kept for
+    READ_CACHE_SECONDS and forgotten after any write the process serves), read with `load`
+    and kept when not there. Another process may take signatures for that long after a
+    letter closed; confirming checks again, so none of them can count."""
+    key = (RULES_KEY, slug)
+    rules: LetterRules | None = store.get(key) if store is not None else None
+    if rules is None:
+        rules = load()
+        if rules is not None and store is not None:
+            store.put(key, rules, 512)
+    return rules
 
 
 def check_allowed(rules: LetterRules, email: str) -> None:

@@ -226,17 +226,14 @@ def sign(slug: str):  # type: ignore[no-untyped-def]
 
 
 def _signing_rules(slug: str) -> signing.LetterRules | None:
-    """The letter's signing rules, kept with this process's shared pages (for
-    READ_CACHE_SECONDS, and forgotten after any write this process serves, such as closing
-    the letter). Another process may take signatures for that long after a letter closed;
-    confirming checks again, so none of them can count."""
+    """The letter's signing rules, kept with this process's shared pages
+    (`signing.kept_rules`)."""
     cache = microcache.for_app(current_app)
     store = cache.pages if cache is not None and cache.seconds else None
-    key = ("signing rules", slug)
-    rules: signing.LetterRules | None = store.get(key) if store is not None else None
-    if rules is None:
+
+    def load() -> signing.LetterRules | None:
         rules = signing.rules_for(get_session(write=False), slug)
         end_reads()
-        if rules is not None and store is not None:
-            store.put(key, rules, 512)
-    return rules
+        return rules
+
+    return signing.kept_rules(store, slug, load)
