@@ -390,7 +390,8 @@ def _details(results: Results) -> list[str]:
             f" ({s.rate:,.0f}/s), {s.errors:,} errors, p50 {s.p50_ms:.1f} ms, p99"
             f" {s.p99_ms:.1f} ms, max {s.max_ms:.0f} ms;"
             f" kept pace: {'yes' if m.kept_pace else 'no'}",
-            f"- readers (letter page, {r.requests:,} requests): {r.rate:,.0f}/s"
+            f"- readers (letter page and API count in turn, {r.requests:,} requests):"
+            f" {r.rate:,.0f}/s"
             f" ({r.rate / m.hello_rate:.2f} of hello), {r.errors:,} errors, p50 {r.p50_ms:.1f} ms,"
             f" p99 {r.p99_ms:.1f} ms, max {r.max_ms:.0f} ms",
             "- outbox empty "

@@ -152,6 +152,9 @@ def read(site: Site, load: Load, name: str, path: str, hello: float) -> Row:
     return row
 
 
+#: what the mixed run's readers fetch, in turn: the letter, and the count as the press reads it
+MIXED_READS = ("/p/{slug}", "/api/v1/petitions/{slug}")
+
 #: the reads compared between the large letter and a small one
 READS = (
     ("letter page GET", "/p/{slug}"),
@@ -292,7 +295,8 @@ def confirm(site: Site, load: Load, hello: float, expected_rate: float) -> Row:
 
 @dataclass
 class Mixed:
-    """Signatures arriving at a fixed rate while readers fetch the letter page flat out."""
+    """Signatures arriving at a fixed rate while readers fetch the letter page and its API
+    count flat out."""
 
     rate: float
     seconds: float
@@ -312,7 +316,8 @@ class Mixed:
 
 
 def mixed(site: Site, load: Load, seconds: float, rate: float, hello: float) -> Mixed:
-    """Two wrk processes at once: paced signers (one thread) and page readers (one thread)."""
+    """Two wrk processes at once: paced signers (one thread) and readers (one thread) of the
+    letter page and its API count, in turn."""
     signer_connections = 128
     with ThreadPoolExecutor(2) as pool:
         signers = pool.submit(
@@ -339,6 +344,7 @@ def mixed(site: Site, load: Load, seconds: float, rate: float, hello: float) -> 
             seconds=seconds,
             connections=load.connections,
             threads=1,
+            args=[path.format(slug=site.letter.slug) for path in MIXED_READS],
         )
         result = Mixed(rate, seconds, signer_connections, signers.result(), readers.result(), hello)
     site.settle()

@@ -345,7 +345,8 @@ def describe(s: Settings) -> list[str]:
         f"mixed: two wrk processes at once for {s.mixed_seconds:g} s: signers paced at"
         f" {s.mixed_rate:,.0f}/s by bench/lua/sign_paced.lua (a schedule per thread from the"
         " LuaJIT clock, 128 connections; behind schedule, they send at once to catch up) and"
-        f" readers of the letter page, {s.load.connections} connections, as fast as they can",
+        " readers of the letter page and the API count in turn,"
+        f" {s.load.connections} connections, as fast as they can",
         f"email latency: signing paced at {s.email_rate:g}/s for {s.email_seconds:g} s, each"
         " address's send time logged by wrk and matched to its arrival at the sink",
         f"mail worker: {s.mail_messages:,} emails queued with the app's `queue_email`, then one"
