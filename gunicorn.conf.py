@@ -31,3 +31,20 @@ preload_app = False
 # once, leaving nobody to answer. A jitter half the limit spreads restarts out.
 max_requests = 100_000
 max_requests_jitter = 50_000
+
+# A sync worker that accepts a connection waits on it until the request arrives. Browsers open
+# connections ahead of need (preconnects), and a client may connect and then wait: each such
+# connection would keep a worker from everyone else for as long as it stays silent. The kernel
+# hands a TCP connection to accept() only once its first bytes have arrived (TCP_DEFER_ACCEPT),
+# as nginx's `listen ... deferred` does; one silent for longer than this is handed over anyway.
+DEFER_ACCEPT_SECONDS = 10
+
+
+def when_ready(server):
+    """Hold back silent TCP connections from the workers (see DEFER_ACCEPT_SECONDS)."""
+    import socket
+
+    defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    for listener in server.LISTENERS:
+        if defer is not None and listener.sock.family in (socket.AF_INET, socket.AF_INET6):
+            listener.sock.setsockopt(socket.IPPROTO_TCP, defer, DEFER_ACCEPT_SECONDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import socket
 import threading
 import urllib.error
 import urllib.parse
@@ -57,3 +58,26 @@ def test_four_workers_take_concurrent_signatures_without_errors(site, app, datab
     assert "Traceback" not in errors
     with new_session(app, write=False) as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 60
+
+
+def test_silent_connections_do_not_hold_the_only_worker(database_url):
+    """A client that connects and says nothing (a browser's preconnect) must not keep the
+    sync worker from answering others: the kernel hands connections over once they speak."""
+    process, base = start_gunicorn(database_url, workers=1)
+    port = int(base.rpartition(":")[2])
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        # Without the deferral the worker would sit on the first silent connection until
+        # gunicorn's 30 s timeout, and this would time out at 10 s.
+        for _ in range(3):
+            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+                assert answer.status == 200
+        # A silent connection that speaks at last is answered as any other.
+        late = silent[0]
+        late.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert late.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        for connection in silent:
+            connection.close()
+        errors = stop(process)
+    assert "Traceback" not in errors
