@@ -219,6 +219,11 @@ def _mixed(site: Site, args: argparse.Namespace, hello: Measured, groups: dict[s
             f" {result.errors} errors, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
         )
     print(f"signers kept pace: {'yes' if m.kept_pace else 'no'}; machine {measured.busy:.0%} busy")
+    seconds = m.signers.seconds
+    shares = ", ".join(
+        f"{group} {(cpu.user + cpu.system) / seconds:.2f}" for group, cpu in measured.groups.items()
+    )
+    print(f"cores busy: {shares}; all {measured.machine / seconds:.2f}")
     return 0 if m.signers.errors + m.readers.errors == 0 else 1
 
 
@@ -293,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         site.wait_as_a_person_would()
         if args.scenario == "mixed":
             return _mixed(
-                site, args, hello, {"web": lambda: [server.pid, *children_of(server.pid)]}
+                site,
+                args,
+                hello,
+                {
+                    "web": lambda: [server.pid, *children_of(server.pid)],
+                    "mail worker": lambda: [worker.pid],
+                    "sink": lambda: [sink.pid],
+                },
             )
         if args.scenario == "sign":
             path, script = f"/p/{letter.slug}/sign", "sign.lua"
