@@ -394,6 +394,11 @@ class CoreWrites:
         self._autocommit = autocommit
         self._connection: Connection | None = None
 
+    @property
+    def autocommit(self) -> bool:
+        """Whether statements run on their own (until a rollback)."""
+        return self._autocommit
+
     def connection(self) -> Connection:
         """The connection, checked out of the pool on first use."""
         if self._connection is None:
@@ -431,6 +436,147 @@ class CoreWrites:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+class KeptConnections:
+    """One connection of `engine`, kept checked out between requests.
+
+    The writes taken before Flask (`petitions.quicksign`) are a few statements each, and
+    checking a connection out of the pool and back in for every one of them (a SQLAlchemy
+    Connection built and torn down, PostgreSQL's autocommit switched on and off again) cost
+    more than the statements. The kept connection has `options` set once. One that sat
+    unused for IDLE_PING_SECONDS is pinged before use, as pooled ones are. While it is in use
+    (a threaded server, or a second writer in the same thread) or after it failed, `take`
+    checks out a pooled connection, which the writes give back as usual; so a process holds
+    at most one connection more than its pool lends. `Engine.dispose()` closes it too.
+    """
+
+    def __init__(self, engine: Engine, **options: Any) -> None:
+        self.engine = engine
+        self.options = options
+        self._kept: Connection | None = None
+        self._busy = False
+        #: the engine was disposed while the kept connection was in use: close it when back
+        self._stale = False
+        self._last_used = 0.0
+        self._lock = threading.Lock()
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def take(self) -> tuple[Connection, bool]:
+        """A connection with `options` set, and whether it is the kept one (to be given
+        back with `give_back`, not closed)."""
+        with self._lock:
+            busy, self._busy = self._busy, True
+            kept = self._kept
+        if busy:
+            return self._fresh(), False
+        try:
+            if kept is not None and not self._usable(kept):
+                self._forget(kept)
+                kept = None
+            if kept is None:
+                kept = self._kept = self._fresh()
+        except BaseException:
+            self._busy = False
+            raise
+        return kept, True
+
+    def give_back(self, connection: Connection) -> None:
+        """End what the kept connection still has open and set its options back; one that
+        cannot be is closed, and the next `take` gets a new one."""
+        try:
+            if self._stale:
+                self._forget(connection)
+                return
+            if connection.in_transaction():
+                connection.rollback()
+            reset = self._changed_options(connection)
+            if reset:
+                connection.execution_options(**reset)
+        except Exception:
+            self._forget(connection)
+            raise
+        finally:
+            self._last_used = time.monotonic()
+            self._stale = self._busy = False
+
+    def close(self) -> None:
+        """Close the kept connection (when it is given back, if it is in use now)."""
+        with self._lock:
+            if self._busy:
+                self._stale = True
+                return
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            self._forget(kept)
+
+    def _fresh(self) -> Connection:
+        connection = self.engine.connect()
+        if self.options:
+            connection.execution_options(**self.options)
+        return connection
+
+    def _usable(self, connection: Connection) -> bool:
+        if connection.closed or connection.invalidated:
+            return False
+        if time.monotonic() - self._last_used < IDLE_PING_SECONDS:
+            return True
+        try:
+            return bool(self.engine.dialect.do_ping(connection.connection.dbapi_connection))
+        except Exception:
+            return False
+
+    def _forget(self, connection: Connection) -> None:
+        """Close `connection` (given up on) and keep none until the next `take`."""
+        if self._kept is connection:
+            self._kept = None
+        with contextlib.suppress(Exception):
+            connection.invalidate()
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    def _changed_options(self, connection: Connection) -> dict[str, Any]:
+        """What a use of the connection changed of the options `take` hands it out with
+        (`writing_as`, and `CoreWrites.rollback` out of autocommit)."""
+        now = connection.get_execution_options()
+        want = {**self.engine.get_execution_options(), **self.options}
+        reset: dict[str, Any] = {}
+        if now.get("sqlite_immediate", False) != want.get("sqlite_immediate", False):
+            reset["sqlite_immediate"] = want.get("sqlite_immediate", False)
+        level = want.get("isolation_level", connection.dialect.default_isolation_level)
+        if now.get("isolation_level", level) != level:
+            reset["isolation_level"] = level
+        return reset
+
+
+class KeptWrites(CoreWrites):
+    """`CoreWrites` on this thread's kept connection (`KeptConnections`): nothing is checked
+    out of the pool or given back to it per request. `autocommit` must say what the kept
+    connections' options say."""
+
+    def __init__(self, kept: KeptConnections, *, autocommit: bool = False) -> None:
+        super().__init__(kept.engine, autocommit=autocommit)
+        self._kept = kept
+        self._is_kept = False
+
+    def connection(self) -> Connection:
+        """The kept connection (a pooled one if it is in use), taken on first use."""
+        if self._connection is None:
+            self._connection, self._is_kept = self._kept.take()
+            if self._engine is not self._kept.engine:  # `writing_as` before the first use
+                self._connection.execution_options(**self._engine.get_execution_options())
+        return self._connection
+
+    def close(self) -> None:
+        """Roll back anything uncommitted; give the kept connection back for the next
+        request (or a pooled one back to the pool)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._is_kept:
+            self._kept.give_back(connection)
+        else:
+            connection.close()
 
 
 def get_session(*, write: bool | None = None) -> Session:

@@ -12,9 +12,10 @@ Confirm button of a link that can confirm. `QuickSign` takes exactly those:
   answers by the tests), the letter's signing rules (kept as Flask keeps them, and read here
   when they are not), the per-address sign limit (charged to
   Flask-Limiter's own counters) and the link's checks (`services.signing.pending_by_link`);
-* the writes are `services.signing`'s, on bare connections instead of Sessions, so an address
-  that signed before takes the same path, and gets the same answer, as through Flask; after a
-  confirmation this process's read caches are emptied, as after any write through Flask;
+* the writes are `services.signing`'s, on bare connections instead of Sessions (one per
+  thread, kept between requests: `db.KeptConnections`), so an address that signed before
+  takes the same path, and gets the same answer, as through Flask; after a confirmation
+  this process's read caches are emptied, as after any write through Flask;
 * the answer is Flask's, from a template learned from one of Flask's own answers on the same
   letter: the kept "check your email" or "confirmed" page (`views.signer_pages`) with this
   signer's values in its holes, and this signer's rate-limit headers and Content-Length.
@@ -46,7 +47,7 @@ from werkzeug.http import parse_cookie
 from werkzeug.sansio.utils import get_host
 
 from petitions import firstvisit, microcache
-from petitions.db import CoreWrites, utcnow
+from petitions.db import CoreWrites, KeptConnections, KeptWrites, utcnow
 from petitions.forms.signing import plain_sign_request
 from petitions.models.errors import DomainError
 from petitions.services import signing
@@ -119,6 +120,7 @@ class QuickSign:
         self.budget: Any = None
         self.store: Callable[[], microcache.TimedStore | None] = lambda: None
         self._keys: tuple[Any, ...] = ()
+        self._connections: KeptConnections | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
@@ -156,6 +158,16 @@ class QuickSign:
         if answer is None or store is None or answer.expires <= store.clock():
             return None
         return answer
+
+    def _writes(self) -> KeptWrites:
+        """Writes (or reads) on this thread's kept connection: autocommit on PostgreSQL."""
+        engine = self.flask.extensions["db_engine"]
+        kept = self._connections
+        if kept is None or kept.engine is not engine:
+            postgres = engine.dialect.name == "postgresql"
+            options = {"isolation_level": "AUTOCOMMIT"} if postgres else {}
+            kept = self._connections = KeptConnections(engine, **options)
+        return KeptWrites(kept, autocommit=bool(kept.options))
 
     # -- checks -------------------------------------------------------------------------
 
@@ -278,10 +290,12 @@ class QuickSign:
             environ[LIMIT_CHARGED] = True
             _sessions, csrf, _field = self._serializers()
             token = csrf.dumps(secret)  # as Flask-WTF's generate_csrf makes it
-            engine = self.flask.extensions["db_write_engine"]
             # On PostgreSQL a new signature is one statement (`signing.sign`), so it needs no
-            # transaction of its own; an address that signed before gets one.
-            writes = CoreWrites(engine, autocommit=engine.dialect.name == "postgresql")
+            # transaction of its own; an address that signed before gets one. On SQLite the
+            # transaction takes the writer lock first.
+            writes = self._writes()
+            if not writes.autocommit:
+                writes.writing_as(self.flask.extensions["db_write_engine"])
             try:
                 handle = signing.sign(writes, rules, request, utcnow())
                 writes.commit()
@@ -295,8 +309,7 @@ class QuickSign:
 
     def _rules(self, slug: str) -> signing.LetterRules | None:
         """The letter's signing rules, read on a pooled connection outside any request."""
-        engine = self.flask.extensions["db_engine"]
-        reads = CoreWrites(engine, autocommit=engine.dialect.name == "postgresql")
+        reads = self._writes()
         try:
             return signing.rules_for(reads, slug)
         finally:
@@ -319,7 +332,7 @@ class QuickSign:
             # outside any transaction, and so are the writes unless the confirmation also
             # queues an email. The writes change nothing unless the signature is still
             # pending.
-            reads = CoreWrites(engines["db_engine"], autocommit=postgres)
+            reads = self._writes()
             now = utcnow()
             try:
                 try:

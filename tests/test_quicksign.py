@@ -266,7 +266,8 @@ def test_a_quick_confirmation_reads_and_writes_on_one_connection(site, app):
     finally:
         event.remove(pool, "checkout", checkout)
     assert {wanted for wanted, _ in quick} == {0, 1}
-    assert [used for _, used in quick] == [1] * len(quick)
+    # One connection, kept from the first quick confirmation on: no checkout after that.
+    assert sum(used for _, used in quick) <= 1
     assert site.count(slug) == 6
     # The signers who asked for updates got the "signed" email; the others got nothing more.
     site.deliver()
