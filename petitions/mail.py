@@ -10,7 +10,9 @@ from __future__ import annotations
 import binascii
 import enum
 import functools
+import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, fields, is_dataclass
 from email.header import Header
@@ -128,6 +130,102 @@ def render_email(app: Flask, template: str, context: dict[str, Any]) -> Rendered
     subject = first.removeprefix("Subject:").strip()
     html = app.jinja_env.get_template(f"mail/{template}.html").render(context, subject=subject)
     return RenderedEmail(subject=subject, text=body.lstrip("\n"), html=html)
+
+
+#: context values that differ with every message (its link and its code); every other value
+#: is the same for many messages
+PER_MESSAGE = ("url", "code")
+#: a per-message value that renders alike in text and HTML, escaped or not
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._~:/?#=+-]+")
+#: how many renderings `EmailsWithHoles` keeps at most
+KEPT_EMAILS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A rendered email with holes: each of `text` and `html` alternates words and hole
+    names, as `views.caching.PageWithHoles` does."""
+
+    text: tuple[str, ...]
+    html: tuple[str, ...] | None
+
+    def fill(self, values: dict[str, str]) -> RenderedEmail:
+        text = _filled(self.text, values)
+        first, _, body = text.partition("\n")
+        html = _filled(self.html, values) if self.html is not None else None
+        return RenderedEmail(first, body, html)
+
+
+def _filled(parts: tuple[str, ...], values: dict[str, str]) -> str:
+    filled = list(parts)
+    for i in range(1, len(filled), 2):
+        filled[i] = values[filled[i]]
+    return "".join(filled)
+
+
+def _cut(words: str, marks: dict[str, str]) -> tuple[str, ...]:
+    if not marks:
+        return (words,)
+    by_mark = {mark: name for name, mark in marks.items()}
+    pieces = re.split("(" + "|".join(marks.values()) + ")", words)
+    return tuple(piece if i % 2 == 0 else by_mark[piece] for i, piece in enumerate(pieces))
+
+
+class EmailsWithHoles:
+    """Renders emails as `render_email` does, each kind once per set of shared values.
+
+    The mail worker rendered two Jinja templates for every message, most of its time per
+    confirmation email. Here a kind of email is rendered once with a random mark in place of
+    each PER_MESSAGE value and cut at the marks; each message is then its values put in the
+    holes. A cut is kept only if it gives, for the message it was made with, exactly what
+    `render_email` gives; a template that does anything with those values but show them
+    (a filter, a test) fails that check and is rendered each time. So are values that HTML
+    would escape, and everything while templates reload from disk (development).
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._kept: dict[tuple[str, ...], _Cut | None] = {}
+
+    def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
+        """The email `template` with `context`, as `render_email` renders it."""
+        holes = {name: context[name] for name in PER_MESSAGE if name in context}
+        if self.app.jinja_env.auto_reload or not all(
+            isinstance(value, str) and _PLAIN_VALUE.fullmatch(value) for value in holes.values()
+        ):
+            return render_email(self.app, template, context)
+        shared = {name: value for name, value in context.items() if name not in holes}
+        key = (template, *sorted(holes), json.dumps(shared, sort_keys=True, default=str))
+        cut = self._kept.get(key, False)
+        if cut is False:
+            cut, words = self._learn(template, context, holes)
+            if len(self._kept) >= KEPT_EMAILS:
+                self._kept.clear()
+            self._kept[key] = cut
+            return words
+        if cut is None:
+            return render_email(self.app, template, context)
+        return cut.fill(holes)
+
+    def _learn(
+        self, template: str, context: dict[str, Any], holes: dict[str, str]
+    ) -> tuple[_Cut | None, RenderedEmail]:
+        """The cut for this kind and shared values (None if it cannot be one), and this
+        message rendered."""
+        words = render_email(self.app, template, context)
+        marks = {name: f"HOLE{secrets.token_hex(16)}" for name in holes}
+        marked = render_email(self.app, template, {**context, **marks})
+        text = f"{marked.subject}\n{marked.text}"
+        cut = _Cut(_cut(text, marks), None if marked.html is None else _cut(marked.html, marks))
+        return (cut if cut.fill(holes) == words else None), words
+
+
+def emails_with_holes(app: Flask) -> EmailsWithHoles:
+    """The app's `EmailsWithHoles`, made on first use."""
+    kept = app.extensions.get("emails_with_holes")
+    if kept is None:
+        kept = app.extensions["emails_with_holes"] = EmailsWithHoles(app)
+    return kept
 
 
 def _quoted_printable(text: str) -> bytes:

@@ -31,7 +31,7 @@ from petitions.db import (
     restart_sqlite_log,
     utcnow,
 )
-from petitions.mail import MessageWriter, RenderedEmail, render_email
+from petitions.mail import MessageWriter, RenderedEmail, emails_with_holes
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
 from petitions.services import history
@@ -94,7 +94,7 @@ def _message_bytes(app: Flask, message: OutboxMessage, writer: MessageWriter) ->
     if message.template is None:
         words = RenderedEmail(message.subject or "", message.body_text or "", message.body_html)
     else:
-        words = render_email(app, message.template, message.context or {})
+        words = emails_with_holes(app).render(message.template, message.context or {})
     return writer.write(message.recipient or "", words)
 
 
