@@ -441,7 +441,7 @@ def _at_once_params(
 class _Pending:
     """A confirmation token with its signature and letter, as read before any lock."""
 
-    token: Token
+    token: token_service.TokenFacts
     signature_id: int | None
     signature_state: str | None
     employer_id: int | None
@@ -488,7 +488,7 @@ def _find_pending(session: Writes, by: str, key: str) -> _Pending | None:
     row = _PENDING_BY[by](session.connection(), {"key": key})
     if row is None:
         return None
-    token = Token(
+    token = token_service.TokenFacts(
         id=row.id,
         purpose=TokenPurpose(row.purpose),
         handle=row.handle,

@@ -17,6 +17,25 @@ from petitions.models.errors import DomainError
 from petitions.models.token import LONG_CODE_PURPOSE
 
 
+@dataclass(frozen=True, slots=True)
+class TokenFacts:
+    """What a confirmation reads of its token, without an ORM object: building a transient
+    `Token` cost a confirmation more than reading the row."""
+
+    id: int
+    purpose: TokenPurpose
+    handle: str | None
+    code_hash: str | None
+    code_attempts: int
+    used_at: datetime | None
+    expires_at: datetime
+    signature_id: int | None
+
+    def is_expired(self, now: datetime) -> bool:
+        """Whether the token is past its lifetime (as `Token.is_expired`)."""
+        return now >= self.expires_at
+
+
 class TokenInvalid(DomainError):
     """The link or code is malformed, tampered, unknown, or for something else."""
 
@@ -24,7 +43,7 @@ class TokenInvalid(DomainError):
 class TokenExpired(DomainError):
     """The token was real but is past its lifetime."""
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: Token | TokenFacts) -> None:
         super().__init__("This link has expired.")
         self.token = token
 
@@ -32,7 +51,7 @@ class TokenExpired(DomainError):
 class TokenUsed(DomainError):
     """The token was already used."""
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: Token | TokenFacts) -> None:
         super().__init__("This link was already used.")
         self.token = token
 
@@ -158,7 +177,7 @@ def find_by_long_code(session: Session, purpose: TokenPurpose, typed: str) -> To
     ).first()
 
 
-def check_usable(row: Token, now: datetime) -> None:
+def check_usable(row: Token | TokenFacts, now: datetime) -> None:
     """Raise if the token was used or is expired."""
     if row.used_at is not None:
         raise TokenUsed(row)
