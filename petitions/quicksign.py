@@ -120,7 +120,8 @@ class QuickSign:
         self.budget: Any = None
         self.store: Callable[[], microcache.TimedStore | None] = lambda: None
         self._keys: tuple[Any, ...] = ()
-        self._connections: KeptConnections | None = None
+        #: kept connections: for signatures (True) and for everything else (False)
+        self._connections: dict[bool, KeptConnections] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
@@ -159,15 +160,20 @@ class QuickSign:
             return None
         return answer
 
-    def _writes(self) -> KeptWrites:
-        """Writes (or reads) on this thread's kept connection: autocommit on PostgreSQL."""
+    def _writes(self, *, for_signature: bool = False) -> KeptWrites:
+        """Writes (or reads) on a kept connection: autocommit on PostgreSQL. On SQLite a
+        signature's writes have a kept connection of their own whose transactions take the
+        writer lock first, so that no option is switched on and off for each of them."""
         engine = self.flask.extensions["db_engine"]
-        kept = self._connections
+        postgres = engine.dialect.name == "postgresql"
+        key = for_signature and not postgres
+        kept = self._connections.get(key)
         if kept is None or kept.engine is not engine:
-            postgres = engine.dialect.name == "postgresql"
-            options = {"isolation_level": "AUTOCOMMIT"} if postgres else {}
-            kept = self._connections = KeptConnections(engine, **options)
-        return KeptWrites(kept, autocommit=bool(kept.options))
+            options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if postgres else {}
+            if key:
+                options["sqlite_immediate"] = True
+            kept = self._connections[key] = KeptConnections(engine, **options)
+        return KeptWrites(kept, autocommit=postgres)
 
     # -- checks -------------------------------------------------------------------------
 
@@ -293,9 +299,7 @@ class QuickSign:
             # On PostgreSQL a new signature is one statement (`signing.sign`), so it needs no
             # transaction of its own; an address that signed before gets one. On SQLite the
             # transaction takes the writer lock first.
-            writes = self._writes()
-            if not writes.autocommit:
-                writes.writing_as(self.flask.extensions["db_write_engine"])
+            writes = self._writes(for_signature=True)
             try:
                 handle = signing.sign(writes, rules, request, utcnow())
                 writes.commit()

@@ -52,6 +52,25 @@ def test_writes_reuse_one_connection_and_leave_nothing_open(sqlite_engine):
         assert other.execute(text("SELECT v FROM t ORDER BY id")).scalars().all() == ["1", "3"]
 
 
+def test_a_connection_kept_for_writing_takes_the_writer_lock_with_no_option_switched(
+    sqlite_engine,
+):
+    kept = KeptConnections(sqlite_engine, sqlite_immediate=True)
+    switched: list[dict] = []
+    event.listen(
+        sqlite_engine, "set_connection_execution_options", lambda _c, o: switched.append(o)
+    )
+    for number in range(3):
+        writes = KeptWrites(kept)
+        connection = writes.connection()
+        connection.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(number)})
+        assert connection.connection.dbapi_connection._holding  # BEGIN IMMEDIATE, queued
+        writes.commit()
+        writes.close()
+        assert connection.get_execution_options()["sqlite_immediate"] is True
+    assert switched == [{"sqlite_immediate": True}]  # once, when the connection was made
+
+
 def test_while_it_is_in_use_a_pooled_connection_is_lent_and_given_back(sqlite_engine):
     kept = KeptConnections(sqlite_engine)
     outer = KeptWrites(kept)
