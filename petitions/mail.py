@@ -26,6 +26,7 @@ from sqlalchemy import insert
 from petitions.db import FastStatement, Writes, utcnow
 from petitions.models import OutboxMessage, Petition, Report, User
 from petitions.models.outbox import OutboxStatus
+from petitions.views.caching import PageWithHoles
 
 #: what a mail template may show of each model, copied when the message is queued; nothing
 #: else of the row (an address, a password hash) reaches the outbox
@@ -143,32 +144,16 @@ KEPT_EMAILS = 64
 
 @dataclass(frozen=True, slots=True)
 class _Cut:
-    """A rendered email with holes: each of `text` and `html` alternates words and hole
-    names, as `views.caching.PageWithHoles` does."""
+    """A rendered email with holes: its text (subject line first) and HTML, each cut as the
+    signer pages are (`views.caching.PageWithHoles`)."""
 
-    text: tuple[str, ...]
-    html: tuple[str, ...] | None
+    text: PageWithHoles
+    html: PageWithHoles | None
 
     def fill(self, values: dict[str, str]) -> RenderedEmail:
-        text = _filled(self.text, values)
-        first, _, body = text.partition("\n")
-        html = _filled(self.html, values) if self.html is not None else None
+        first, _, body = self.text.fill(values).partition("\n")
+        html = self.html.fill(values) if self.html is not None else None
         return RenderedEmail(first, body, html)
-
-
-def _filled(parts: tuple[str, ...], values: dict[str, str]) -> str:
-    filled = list(parts)
-    for i in range(1, len(filled), 2):
-        filled[i] = values[filled[i]]
-    return "".join(filled)
-
-
-def _cut(words: str, marks: dict[str, str]) -> tuple[str, ...]:
-    if not marks:
-        return (words,)
-    by_mark = {mark: name for name, mark in marks.items()}
-    pieces = re.split("(" + "|".join(marks.values()) + ")", words)
-    return tuple(piece if i % 2 == 0 else by_mark[piece] for i, piece in enumerate(pieces))
 
 
 class EmailsWithHoles:
@@ -216,7 +201,8 @@ class EmailsWithHoles:
         marks = {name: f"HOLE{secrets.token_hex(16)}" for name in holes}
         marked = render_email(self.app, template, {**context, **marks})
         text = f"{marked.subject}\n{marked.text}"
-        cut = _Cut(_cut(text, marks), None if marked.html is None else _cut(marked.html, marks))
+        html = None if marked.html is None else PageWithHoles.cut(marked.html, marks)
+        cut = _Cut(PageWithHoles.cut(text, marks), html)
         return (cut if cut.fill(holes) == words else None), words
 
 
