@@ -550,9 +550,9 @@ class KeptConnections:
 
 
 class KeptWrites(CoreWrites):
-    """`CoreWrites` on this thread's kept connection (`KeptConnections`): nothing is checked
+    """`CoreWrites` on a process's kept connection (`KeptConnections`): nothing is checked
     out of the pool or given back to it per request. `autocommit` must say what the kept
-    connections' options say."""
+    connection's options say."""
 
     def __init__(self, kept: KeptConnections, *, autocommit: bool = False) -> None:
         super().__init__(kept.engine, autocommit=autocommit)

@@ -12,8 +12,8 @@ Confirm button of a link that can confirm. `QuickSign` takes exactly those:
   answers by the tests), the letter's signing rules (kept as Flask keeps them, and read here
   when they are not), the per-address sign limit (charged to
   Flask-Limiter's own counters) and the link's checks (`services.signing.pending_by_link`);
-* the writes are `services.signing`'s, on bare connections instead of Sessions (one per
-  thread, kept between requests: `db.KeptConnections`), so an address that signed before
+* the writes are `services.signing`'s, on bare connections instead of Sessions (kept by the
+  process between requests: `db.KeptConnections`), so an address that signed before
   takes the same path, and gets the same answer, as through Flask; after a confirmation
   this process's read caches are emptied, as after any write through Flask;
 * the answer is Flask's, from a template learned from one of Flask's own answers on the same
@@ -312,7 +312,7 @@ class QuickSign:
         return answer.status, *answer.build(holes, limits, microcache.http_date_now())
 
     def _rules(self, slug: str) -> signing.LetterRules | None:
-        """The letter's signing rules, read on a pooled connection outside any request."""
+        """The letter's signing rules, read on the kept connection outside any Flask request."""
         reads = self._writes()
         try:
             return signing.rules_for(reads, slug)

@@ -504,3 +504,35 @@ def test_a_signature_handed_to_flask_after_it_was_counted_is_counted_once(site, 
     # 2 early + 1 handed to Flask + this one: 4 of 10 used, whoever answered.
     assert after.headers["X-RateLimit-Remaining"] == "6"
     assert _signatures(app) == 4
+
+
+def test_a_kept_connection_the_server_closed_costs_one_signature_a_trip_through_flask(site, app):
+    if app.extensions["db_engine"].dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: a SQLite connection is not closed by a server")
+    import psycopg
+
+    slug = site.letter()
+    for number in range(2):  # let Flask's answer be learned
+        client, fields = _signer(app, slug)
+        _sign(client, slug, fields, f"teach{number}@example.net")
+    quick = app.extensions["quicksign"]
+    calls = FlaskCalls(app)
+    client, fields = _signer(app, slug)
+    assert _sign(client, slug, fields, "before@example.net").status_code == 200
+    assert calls.count == 0
+    kept = quick._connections[False]._kept
+    pid = kept.connection.driver_connection.info.backend_pid
+    url = app.config["DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # The signature that meets the dead connection is answered by Flask, and stored once.
+    client, fields = _signer(app, slug)
+    answer = _sign(client, slug, fields, "during@example.net")
+    assert answer.status_code == 200 and "Check your email" in answer.get_data(as_text=True)
+    assert calls.count == 1
+    # The next one is taken before Flask again, on a new connection.
+    client, fields = _signer(app, slug)
+    assert _sign(client, slug, fields, "after@example.net").status_code == 200
+    assert calls.count == 1
+    assert quick._connections[False]._kept.connection.driver_connection.info.backend_pid != pid
+    assert _signatures(app) == 5
