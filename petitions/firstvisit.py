@@ -62,15 +62,18 @@ class FirstVisit:
 def signers(app: Flask) -> tuple[Prepared | None, Prepared, str]:
     """What signs a visitor's session and CSRF token, as Flask and Flask-WTF build them, with
     their keys derived once (`signed.Prepared`): the session cookie's serializer (None without
-    a secret key), the CSRF token's, and the name of the CSRF field (and session key)."""
+    a secret key), the CSRF token's, and the name of the CSRF field (and session key).
+
+    They sign only a random CSRF secret (as the token, or alone in the session), which
+    compression never shortens, so they do not try it (`Prepared`'s `compress=False`)."""
     config = app.config
     csrf = URLSafeTimedSerializer(
         config.get("WTF_CSRF_SECRET_KEY") or app.secret_key, salt=CSRF_SALT
     )
     sessions = app.session_interface.get_signing_serializer(app)
     return (
-        Prepared(sessions) if sessions is not None else None,
-        Prepared(csrf),
+        Prepared(sessions, compress=False) if sessions is not None else None,
+        Prepared(csrf, compress=False),
         config.get("WTF_CSRF_FIELD_NAME", "csrf_token"),
     )
 

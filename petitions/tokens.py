@@ -34,12 +34,14 @@ def _serializer(purpose: str) -> Prepared:
 @functools.lru_cache(maxsize=64)
 def _serializer_for(keys: tuple[str, ...], purpose: str) -> Prepared:
     # Built once per key set and purpose, its keys derived once: this is what every link costs.
+    # A nonce is random, so compressing it would never shorten a link: it is not tried.
     return Prepared(
         URLSafeSerializer(
             list(keys),
             salt=f"undersigned/{purpose}",
             signer_kwargs={"digest_method": hashlib.sha256},
-        )
+        ),
+        compress=False,
     )
 
 

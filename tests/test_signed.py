@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 import time
 
 import pytest
@@ -77,6 +78,42 @@ def test_dumps_gives_the_serializers_own_bytes(kind):
     long_value = {"csrf_token": "y" * 400} if isinstance(value, dict) else "y" * 400
     mine, theirs = _same_second(lambda: (prepared.dumps(long_value), serializer.dumps(long_value)))
     assert mine == theirs and theirs.startswith(".")
+
+
+# What the app signs without compression: random secrets and nonces, as it makes them.
+RANDOM = {
+    "session": lambda: {"csrf_token": secrets.token_hex(20)},
+    "csrf": lambda: secrets.token_hex(20),
+    "stamp": lambda: secrets.randbelow(2**31),
+    "link": lambda: secrets.token_urlsafe(32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM))
+def test_without_compression_random_values_get_the_serializers_own_bytes(name):
+    build, _value = KINDS[name]
+    serializer = build([OLD, NEW])
+    prepared = Prepared(serializer, compress=False)
+    for _ in range(200):
+        value = RANDOM[name]()
+        mine, theirs = _same_second(lambda v=value: (prepared.dumps(v), serializer.dumps(v)))
+        assert mine == theirs
+        assert serializer.loads(mine) == value
+
+
+def test_without_compression_a_value_that_would_shrink_is_signed_longer_and_still_reads(kind):
+    build, value = kind
+    serializer = build([OLD, NEW])
+    prepared = Prepared(serializer, compress=False)
+    long_value = {"csrf_token": "y" * 400} if isinstance(value, dict) else "y" * 400
+    theirs = serializer.dumps(long_value)
+    mine = prepared.dumps(long_value)
+    assert theirs.startswith(".") and not mine.startswith(".")
+    assert len(mine) > len(theirs)
+    # Both forms read back, here and in the serializer itself (Flask, Flask-WTF).
+    for token in (mine, theirs):
+        assert serializer.loads(token) == long_value
+        assert prepared.loads(token) == long_value
 
 
 def test_loads_reads_what_the_serializer_signed_under_any_of_its_keys(kind):
