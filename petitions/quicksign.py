@@ -120,7 +120,7 @@ class QuickSign:
         self.budget: Any = None
         self.store: Callable[[], microcache.TimedStore | None] = lambda: None
         self._keys: tuple[Any, ...] = ()
-        #: kept connections: for the writer (True) and for everything else (False)
+        #: kept connections: for signatures (True) and for everything else (False)
         self._connections: dict[bool, KeptConnections] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -160,14 +160,13 @@ class QuickSign:
             return None
         return answer
 
-    def _writes(self, *, writer: bool = False) -> KeptWrites:
-        """Writes (or reads) on a kept connection: autocommit on PostgreSQL. On SQLite the
-        `writer` (a signature's or a confirmation's writes) has a kept connection of its own
-        whose transactions take the writer lock first, so that no option is switched on and
-        off for each of them."""
+    def _writes(self, *, for_signature: bool = False) -> KeptWrites:
+        """Writes (or reads) on a kept connection: autocommit on PostgreSQL. On SQLite a
+        signature's writes have a kept connection of their own whose transactions take the
+        writer lock first, so that no option is switched on and off for each of them."""
         engine = self.flask.extensions["db_engine"]
         postgres = engine.dialect.name == "postgresql"
-        key = writer and not postgres
+        key = for_signature and not postgres
         kept = self._connections.get(key)
         if kept is None or kept.engine is not engine:
             options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if postgres else {}
@@ -300,7 +299,7 @@ class QuickSign:
             # On PostgreSQL a new signature is one statement (`signing.sign`), so it needs no
             # transaction of its own; an address that signed before gets one. On SQLite the
             # transaction takes the writer lock first.
-            writes = self._writes(writer=True)
+            writes = self._writes(for_signature=True)
             try:
                 handle = signing.sign(writes, rules, request, utcnow())
                 writes.commit()
@@ -331,31 +330,39 @@ class QuickSign:
         engines = self.flask.extensions
         postgres = engines["db_engine"].dialect.name == "postgresql"
         with self.flask.app_context():
-            # The read and the writes share one kept connection. On SQLite they are one
-            # transaction that takes the writer lock first: a second transaction (its BEGIN,
-            # its locks and its end) cost more than the indexed read adds to the lock's hold.
-            # On PostgreSQL the read is one statement outside any transaction, and so are the
-            # writes unless the confirmation also queues an email. The writes change nothing
-            # unless the signature is still pending.
-            writes = self._writes(writer=True)
+            # The read and the writes share one pooled connection. On SQLite the read is a
+            # transaction of its own, ended before the writes, so the write lock waits for
+            # it no longer than through Flask. On PostgreSQL the read is one statement
+            # outside any transaction, and so are the writes unless the confirmation also
+            # queues an email. The writes change nothing unless the signature is still
+            # pending.
+            reads = self._writes()
             now = utcnow()
             try:
                 try:
-                    found, letter = signing.pending_by_link(writes, link, now, end_reads=False)
+                    found, letter = signing.pending_by_link(
+                        reads, link, now, end_reads=not postgres
+                    )
                 except DomainError:
                     return None
                 answer = self._answer(("confirmed", letter.slug))
                 if answer is None:
                     return None
-                if postgres and found.updates_email:
-                    writes.rollback()  # several statements: back to one transaction
+                writes = reads
+                if not postgres:
+                    # Its next transaction a writing one (the writer lock taken first).
+                    writes = reads.writing_as(engines["db_write_engine"])
+                elif found.updates_email:
+                    reads.rollback()  # several statements: back to one transaction
                 try:
                     result = signing.record_confirmation(writes, found, letter, now)
                     writes.commit()
                 except DomainError:
                     return None
+                finally:
+                    _close(writes)
             finally:
-                _close(writes)
+                _close(reads)
         cache = microcache.for_app(self.flask)
         if cache is not None:  # as after every write through Flask
             cache.forget()
