@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from petitions.db import (
@@ -121,10 +121,18 @@ def _write_back(session: Session, batch: list[Claimed], sent: set[int], owner: s
     """Store what `_retry` and `_fail` changed, and free the lease of every message neither
     sent nor touched (those after a dropped connection) for the next pass."""
     table = OutboxMessage.__table__
-    for message in batch:
-        if message.changed:
-            values = {name: getattr(message, name) for name in _CHANGEABLE}
-            session.execute(update(table).where(table.c.id == message.id).values(values))
+    changed = [
+        {"changed_id": message.id, **{name: getattr(message, name) for name in _CHANGEABLE}}
+        for message in batch
+        if message.changed
+    ]
+    if changed:  # one statement, run for each (a whole batch when the server is down)
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("changed_id"))
+            .values({name: bindparam(name) for name in _CHANGEABLE}),
+            changed,
+        )
     untouched = [m.id for m in batch if not m.changed and m.id not in sent]
     if untouched:
         session.execute(
