@@ -63,7 +63,7 @@ class Prepared:
             self._keys = []
 
     def dumps(self, obj: Any) -> Any:
-        """What the serializer's `dumps(obj)` gives."""
+        """What the serializer's `dumps(obj)` gives (uncompressed with `compress=False`)."""
         if not self._keys:
             return self.serializer.dumps(obj)
         if self._plain:  # the mixin's payload, less its attempt at compression
