@@ -51,6 +51,13 @@ def _sign(client, slug: str, fields: dict[str, str], email: str, **extra: str):
     return client.post(f"/p/{slug}/sign", data=data)
 
 
+def _teach(app: Flask, slug: str) -> None:
+    """Two signatures through Flask, so that its answer is learned for the ones after."""
+    for number in range(2):
+        client, fields = _signer(app, slug)
+        _sign(client, slug, fields, f"teach{number}@example.net")
+
+
 def _signatures(app: Flask) -> int:
     with new_session(app, write=False) as session:
         return session.scalar(select(func.count()).select_from(Signature)) or 0
@@ -89,9 +96,7 @@ def test_ordinary_signatures_skip_flask_and_get_flasks_answer(site, app):
 
 def test_an_address_that_signed_before_gets_the_same_answer_and_no_second_row(site, app):
     slug = site.letter()
-    for number in range(2):  # let Flask's answer be learned
-        client, fields = _signer(app, slug)
-        _sign(client, slug, fields, f"teach{number}@example.net")
+    _teach(app, slug)
     calls = FlaskCalls(app)
     client, fields = _signer(app, slug)
     first = _sign(client, slug, fields, "twice@example.net")
@@ -142,9 +147,7 @@ def test_what_flask_must_judge_goes_to_flask(site, app):
 
 def test_rules_read_here_when_not_kept_and_a_closed_letter_goes_to_flask(site, app):
     slug = site.letter()
-    for number in range(2):  # let Flask's answer be learned
-        client, fields = _signer(app, slug)
-        _sign(client, slug, fields, f"teach{number}@example.net")
+    _teach(app, slug)
     cache = app.extensions["microcache"]
     calls = FlaskCalls(app)
     client, fields = _signer(app, slug)
@@ -512,9 +515,7 @@ def test_a_kept_connection_the_server_closed_costs_one_signature_a_trip_through_
     import psycopg
 
     slug = site.letter()
-    for number in range(2):  # let Flask's answer be learned
-        client, fields = _signer(app, slug)
-        _sign(client, slug, fields, f"teach{number}@example.net")
+    _teach(app, slug)
     quick = app.extensions["quicksign"]
     calls = FlaskCalls(app)
     client, fields = _signer(app, slug)
