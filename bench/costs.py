@@ -53,6 +53,7 @@ from bench.procs import (
     flask_command,
     free_port,
     gunicorn_command,
+    production_workers,
     run_command,
     wait_for_http,
 )
@@ -238,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="mixed: signatures offered a second (the issue's 1,000 unless this machine is slower)",
     )
-    parser.add_argument("--workers", type=int, help="gunicorn workers (2 x cores + 1, at most 8)")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn workers (production's default for --db)"
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
@@ -252,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         help="SQLite: log writer-lock holds longer than MS ms, and each process's totals",
     )
     args = parser.parse_args(argv)
-    workers = args.workers or min(2 * (os.cpu_count() or 1) + 1, 8)
+    url = "sqlite://" if args.db == "sqlite" else args.pg_url
+    workers = args.workers or production_workers(url)
     work = ROOT / "bench" / "results" / "tmp" / f"costs-{time.strftime('%Y%m%d-%H%M%S')}"
     work.mkdir(parents=True)
     children = Children(work)

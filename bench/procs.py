@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -30,6 +31,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def production_workers(database_url: str) -> int:
+    """The workers production gets for `database_url` when WEB_CONCURRENCY is unset:
+    gunicorn.conf.py's `default_workers`, or 2 x cores + 1 (at most 8) without that file."""
+    cores = os.cpu_count() or 1
+    if GUNICORN_CONF.exists():
+        return int(runpy.run_path(str(GUNICORN_CONF))["default_workers"](database_url, cores))
+    return min(2 * cores + 1, 8)
 
 
 def gunicorn_command(app_spec: str, port: int, workers: int) -> list[str]:

@@ -33,6 +33,7 @@ from bench.procs import (
     flask_command,
     free_port,
     gunicorn_command,
+    production_workers,
     rss_mb,
     run_command,
     wait_for_http,
@@ -74,7 +75,8 @@ class Settings:
     email_rate: float
     email_seconds: float
     mail_messages: int
-    workers: int
+    #: gunicorn workers for each database, as production would start them (hello world too)
+    workers: dict[str, int]
     pg_url: str
     drain_limit: float
 
@@ -122,7 +124,10 @@ def parse(argv: list[str] | None) -> Settings:
         email_rate=33,
         email_seconds=3 if smoke else 30,
         mail_messages=200 if smoke else 10_000,
-        workers=2 * cores + 1,
+        workers={
+            "sqlite": production_workers("sqlite://"),
+            "postgres": production_workers(args.pg_url),
+        },
         pg_url=args.pg_url,
         drain_limit=60 if smoke else 150,
     )
@@ -190,10 +195,9 @@ def measure_hello(settings: Settings, children: Children, database: str, size: i
     apart, not a quarter of an hour apart on a machine whose other load comes and goes.
     """
     port = free_port()
-    env = app_env("sqlite://", port, 25, settings.workers)
-    children.start(
-        "hello-gunicorn", gunicorn_command("bench.hello:app", port, settings.workers), env
-    )
+    workers = settings.workers[database]
+    env = app_env("sqlite://", port, 25, workers)
+    children.start("hello-gunicorn", gunicorn_command("bench.hello:app", port, workers), env)
     try:
         wait_for_http(port, "/")
         load = settings.load
@@ -244,7 +248,7 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
     hello = run.results.rows[-1].hello_rate or 0.0
     data.recreate_database(url)
     port = free_port()
-    env = app_env(url, port, run.sink_port, s.workers)
+    env = app_env(url, port, run.sink_port, s.workers[kind])
     run_command(flask_command("db", "upgrade"), env, timeout=120)
     engine = data.bench_engine(url)
     started = time.monotonic()
@@ -260,7 +264,8 @@ def run_letter(kind: str, url: str, size: int, large: bool, s: Settings, run: Ru
     results = run.results
     try:
         run.children.start(worker, flask_command("worker"), env)
-        gunicorn = run.children.start(server, gunicorn_command("wsgi:app", port, s.workers), env)
+        command = gunicorn_command("wsgi:app", port, s.workers[kind])
+        gunicorn = run.children.start(server, command, env)
         wait_for_http(port, "/healthz", timeout=60)
         site = Site(kind, port, letter, engine, app, run.sink_log, run.work_dir, tag)
         site.open_letter()
@@ -321,15 +326,17 @@ class Run:
 
 def describe(s: Settings) -> list[str]:
     """The settings, as the results page states them."""
+    workers = ", ".join(f"{count} on {kind}" for kind, count in s.workers.items())
     server = (
         "`gunicorn -c gunicorn.conf.py wsgi:app`"
         if GUNICORN_CONF.exists()
         else "gunicorn with flags equal to the production settings (gunicorn.conf.py missing)"
     )
     return [
-        f"app: {server}, sync workers, WEB_CONCURRENCY={s.workers} (2 * nproc + 1), on"
-        " 127.0.0.1; UNDERSIGNED_ENV=production, TRUSTED_PROXIES=1; hello world"
-        " (bench/hello.py) served the same way and measured again before every letter",
+        f"app: {server}, sync workers, WEB_CONCURRENCY={workers} (gunicorn.conf.py's default"
+        " for each database: nproc + 1 on SQLite, 2 * nproc + 1 otherwise), on 127.0.0.1;"
+        " UNDERSIGNED_ENV=production, TRUSTED_PROXIES=1; hello world (bench/hello.py) served"
+        " the same way, with the same number of workers, and measured again before every letter",
         "mail: one `flask --app wsgi worker` (default 0.5 s poll) into a lean SMTP sink"
         " (bench/smtp_sink.py, PIPELINING offered) running in its own process on 127.0.0.1",
         f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"

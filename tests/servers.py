@@ -13,8 +13,11 @@ from tests.mailbox import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_gunicorn(database_url: str, workers: int = 1, **env: str) -> tuple[subprocess.Popen, str]:
-    """gunicorn with production settings on a free port; returns the process and its base URL."""
+def start_gunicorn(
+    database_url: str, workers: int | None = 1, **env: str
+) -> tuple[subprocess.Popen, str]:
+    """gunicorn with production settings on a free port; returns the process and its base URL.
+    With `workers=None`, WEB_CONCURRENCY is left unset, so gunicorn.conf.py picks."""
     port = free_port()
     environment = {
         **os.environ,
@@ -28,6 +31,8 @@ def start_gunicorn(database_url: str, workers: int = 1, **env: str) -> tuple[sub
         "RATELIMIT_ENABLED": "0",
         **env,
     }
+    if workers is None:
+        del environment["WEB_CONCURRENCY"]
     process = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=ROOT,

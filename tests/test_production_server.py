@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import re
+import runpy
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,7 +17,7 @@ from sqlalchemy import func, select
 
 from petitions.db import new_session
 from petitions.models import Signature
-from tests.servers import start_gunicorn, stop
+from tests.servers import ROOT, start_gunicorn, stop
 
 
 def test_four_workers_take_concurrent_signatures_without_errors(site, app, database_url):
@@ -79,5 +82,41 @@ def test_silent_connections_do_not_hold_the_only_worker(database_url):
     finally:
         for connection in silent:
             connection.close()
+        errors = stop(process)
+    assert "Traceback" not in errors
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    parent = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_the_default_number_of_workers_follows_the_database(database_url):
+    """Without WEB_CONCURRENCY, SQLite gets cores + 1 workers (one writer at a time) and
+    PostgreSQL 2 x cores + 1, at most 8; the running server starts that many."""
+    rule = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["default_workers"]
+    assert [rule(url, 2) for url in (None, "", "sqlite:///x.sqlite3", "sqlite://")] == [3] * 4
+    assert rule("postgresql+psycopg://postgres@127.0.0.1/test", 2) == 5
+    assert rule("sqlite:///x.sqlite3", 1) == 2
+    assert rule("sqlite:///x.sqlite3", 16) == rule("postgresql://db/x", 16) == 8
+    expected = rule(database_url, os.cpu_count() or 1)
+    process, _base = start_gunicorn(database_url, workers=None)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # one too many would have shown up by now
+        assert len(_children(process.pid)) == expected
+    finally:
         errors = stop(process)
     assert "Traceback" not in errors
