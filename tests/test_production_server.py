@@ -15,6 +15,7 @@ import urllib.request
 
 from sqlalchemy import func, select
 
+from bench.procs import children_of
 from petitions.db import new_session
 from petitions.models import Signature
 from tests.servers import ROOT, start_gunicorn, stop
@@ -86,21 +87,6 @@ def test_silent_connections_do_not_hold_the_only_worker(database_url):
     assert "Traceback" not in errors
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    parent = int(stat.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_the_default_number_of_workers_follows_the_database(database_url):
     """Without WEB_CONCURRENCY, SQLite gets cores + 1 workers (one writer at a time) and
     PostgreSQL 2 x cores + 1, at most 8; the running server starts that many."""
@@ -113,10 +99,10 @@ def test_the_default_number_of_workers_follows_the_database(database_url):
     process, _base = start_gunicorn(database_url, workers=None)
     try:
         deadline = time.monotonic() + 30
-        while len(_children(process.pid)) < expected and time.monotonic() < deadline:
+        while len(children_of(process.pid)) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(0.5)  # one too many would have shown up by now
-        assert len(_children(process.pid)) == expected
+        assert len(children_of(process.pid)) == expected
     finally:
         errors = stop(process)
     assert "Traceback" not in errors
