@@ -1,13 +1,21 @@
 """Profile the benchmark's requests in one process, without gunicorn or wrk.
 
     .venv/bin/python -m bench.profile [--db sqlite|postgres] [--n 2000] [--only NAME]
-                                      [--pyinstrument] [--read-cache SECONDS]
+                                      [--pyinstrument | --callgrind] [--read-cache SECONDS]
 
 Seeds a letter as the benchmark does, then sends each scenario's request through Flask's test
 client `--n` times and prints the mean time per request next to a Flask hello world sent the
 same way. Reads carry no cookies, as wrk sends them (`page-cookie` is a returning visitor).
 The numbers are for comparing one change with the next on the same machine, not targets.
 `--read-cache 0` turns the per-process read cache off, to measure what a miss costs.
+
+With `--callgrind` the process runs again under valgrind's callgrind, instrumented only while
+the requests are sent, and prints instructions per request instead of microseconds (run
+`--n 200` or so: valgrind is about fifty times slower). A count is the same from one run of
+the same code to the next (within a fraction of a per cent) whatever else the machine is
+doing, so it can tell a 2 % change on a machine whose timings wander by a quarter. It counts
+this process's own instructions only: the database server's, the kernel's, and what waiting
+and contention cost under load are not in it, which is what `bench.costs` is for.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ import argparse
 import itertools
 import os
 import secrets
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +41,9 @@ from bench.hello import app as hello_app
 from bench.scenarios import SignFormFields
 from bench.suite import DEFAULT_PG
 
+#: set in the environment of the process that runs under callgrind: where its counts go
+_CALLGRIND_DIR = "BENCH_CALLGRIND_DIR"
+
 
 def _env(database_url: str) -> dict[str, str]:
     return {
@@ -42,9 +56,59 @@ def _env(database_url: str) -> dict[str, str]:
     }
 
 
+def _callgrind(*command: str) -> None:
+    """Send callgrind a command for this process. Callgrind reads its commands only while the
+    program runs, so this runs Python until the command has been answered."""
+    control = subprocess.Popen(
+        ["callgrind_control", *command, str(os.getpid())], stdout=subprocess.DEVNULL
+    )
+    while control.poll() is None:
+        sum(range(100))
+
+
+def _counted(n: int, call: Callable[[int], Any]) -> float:
+    """Instructions per request of `n` calls, counted by the callgrind this process runs in."""
+    _callgrind("--zero")
+    _callgrind("--instr=on")
+    for i in range(n):
+        call(i)
+    _callgrind("--instr=off")
+    _callgrind("--dump")
+    dumps = Path(os.environ[_CALLGRIND_DIR]).glob(f"cg.{os.getpid()}.*")
+    newest = max(dumps, key=lambda path: path.stat().st_mtime_ns)
+    totals = [line for line in newest.read_text().splitlines() if line.startswith("totals:")]
+    if not totals:
+        raise RuntimeError(f"no totals in {newest}")
+    return int(totals[-1].split()[1]) / n
+
+
+def _under_callgrind(argv: list[str]) -> None:
+    """Run this command again under callgrind, instrumented only while requests are sent."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--callgrind needs valgrind (Debian's valgrind package)")
+    out = Path(tempfile.mkdtemp(prefix="undersigned-callgrind-"))
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}/cg.%p",
+        sys.executable,
+        "-m",
+        "bench.profile",
+        *argv,
+    ]
+    status = subprocess.run(
+        command, env={**os.environ, _CALLGRIND_DIR: str(out)}, stderr=subprocess.DEVNULL
+    )
+    print(f"callgrind's files: {out}")
+    raise SystemExit(status.returncode)
+
+
 def _timed(name: str, n: int, call: Callable[[int], Any], profiler: str | None) -> float:
-    for i in range(min(200, n)):  # warm caches and pools
+    for i in range(min(200, n) if profiler != "callgrind" else min(20, n)):  # warm caches, pools
         call(-1 - i)
+    if profiler == "callgrind":
+        return _counted(n, call)
     if profiler == "pyinstrument":
         from pyinstrument import Profiler  # optional, installed by hand
 
@@ -68,8 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--only")
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument("--read-cache", type=float, help="READ_CACHE_SECONDS (default: config)")
     args = parser.parse_args(argv)
+    if args.callgrind and not os.environ.get(_CALLGRIND_DIR):
+        _under_callgrind(sys.argv[1:] if argv is None else argv)
 
     work = Path(tempfile.mkdtemp(prefix="undersigned-profile-"))
     if args.db == "sqlite":
@@ -99,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     link_iter = iter(links)
     counter = itertools.count()
     hello = hello_app.test_client()
-    profiler = "pyinstrument" if args.pyinstrument else None
+    profiler = "callgrind" if args.callgrind else "pyinstrument" if args.pyinstrument else None
 
     def forwarded() -> dict[str, str]:
         n = next(counter)
@@ -147,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     for name, call in scenarios.items():
         if args.only and name not in {args.only, "hello"}:
+            continue
+        if profiler == "callgrind":
+            count = _timed(name, args.n, call, profiler)
+            print(f"{name:10s} {count:11,.0f} instructions/request", flush=True)
             continue
         micros = _timed(name, args.n, call, profiler if name == args.only else None)
         print(f"{name:10s} {micros:9.0f} us/request")
