@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -633,7 +632,7 @@ def execute_compiled(connection: Connection, statement: Executable, params: dict
     arguments: Any = params
     if compiled.positiontup is not None:
         arguments = tuple(params[name] for name in compiled.positiontup)
-    with _driver_cursor(connection, compiled.string, arguments) as cursor:
+    with _DriverCursor(connection, compiled.string, arguments) as cursor:
         return int(cursor.rowcount)
 
 
@@ -688,7 +687,7 @@ class FastStatement(_OnTheDriver):
                 return result.scalar_one()
             return result.rowcount if self.counts_rows else None
         sql, binds = prepared
-        with _driver_cursor(connection, sql, binds.arguments(params)) as cursor:
+        with _DriverCursor(connection, sql, binds.arguments(params)) as cursor:
             if not self.returned:
                 return cursor.rowcount if self.counts_rows else None
             row = cursor.fetchone()
@@ -724,7 +723,7 @@ class FastRow(_OnTheDriver):
         if prepared is False:
             return connection.execute(self.statement, params).first()
         sql, binds, make_row, processors = prepared
-        with _driver_cursor(connection, sql, binds.arguments(params)) as cursor:
+        with _DriverCursor(connection, sql, binds.arguments(params)) as cursor:
             row = cursor.fetchone()
         if row is None:
             return None
@@ -749,7 +748,8 @@ class _Binds:
     """How a compiled statement's parameters reach the driver."""
 
     positions: tuple[str, ...] | None
-    processors: dict[str, Any]
+    #: the bind processors of the parameters given at each call, as (name, processor) pairs
+    processors: tuple[tuple[str, Any], ...]
     #: values written into the statement itself (`state == SignatureState.PENDING`), each
     #: processed once
     fixed: dict[str, Any]
@@ -768,25 +768,23 @@ class _Binds:
         if not set(names) <= set(compiled.binds):
             return None
         positions = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        return cls(positions, processors, fixed)
+        given = tuple((name, processors[name]) for name in names if name in processors)
+        return cls(positions, given, fixed)
 
     def arguments(self, params: dict[str, Any]) -> Any:
-        """The driver's arguments for `params`: a tuple, or a dict for named placeholders."""
-        processors = self.processors
-        values = {
-            name: processors[name](value) if name in processors else value
-            for name, value in params.items()
-        }
-        values.update(self.fixed)
+        """The driver's arguments for `params` (given with the names the binds were made
+        for): a tuple, or a dict for named placeholders."""
+        values = {**params, **self.fixed}
+        for name, process in self.processors:
+            values[name] = process(values[name])
         return tuple(values[name] for name in self.positions) if self.positions else values
 
 
-#: where a PostgreSQL connection keeps its cursor for `_driver_cursor`, in the pool's record
+#: where a PostgreSQL connection keeps its cursor for `_DriverCursor`, in the pool's record
 _KEPT_CURSOR = "undersigned.cursor"
 
 
-@contextlib.contextmanager
-def _driver_cursor(connection: Connection, sql: str, arguments: Any) -> Iterator[Any]:
+class _DriverCursor:
     """A driver cursor that has run `sql` in `connection`'s transaction (begun if need be);
     the driver's errors are raised as SQLAlchemy's, with the parameters hidden.
 
@@ -795,32 +793,46 @@ def _driver_cursor(connection: Connection, sql: str, arguments: Any) -> Iterator
     learned it again for each parameter (25 us of the sign statement's 41). psycopg reads
     every result in full, so a kept cursor holds nothing open between statements. SQLite's
     cursors are cheap, and one left mid-result would keep its statement running, so each
-    statement there gets its own.
+    statement there gets its own, closed on leaving the `with` block.
+
+    A class rather than a generator made a context manager: a signature runs three of these,
+    and contextlib's machinery cost more than the rest of the class's work.
     """
-    dialect = connection.dialect
-    if not connection.in_transaction():
-        connection.begin()
-    kept = dialect.name == "postgresql"
-    cursor = connection.info.get(_KEPT_CURSOR) if kept else None
-    if (
-        cursor is None
-        or cursor.closed
-        or cursor.connection is not connection.connection.driver_connection
-    ):
-        cursor = connection.connection.cursor()
-        if kept:
-            connection.info[_KEPT_CURSOR] = cursor
-    try:
+
+    __slots__ = ("cursor", "kept")
+
+    def __init__(self, connection: Connection, sql: str, arguments: Any) -> None:
+        dialect = connection.dialect
+        if not connection.in_transaction():
+            connection.begin()
+        self.kept = kept = dialect.name == "postgresql"
+        cursor = connection.info.get(_KEPT_CURSOR) if kept else None
+        if (
+            cursor is None
+            or cursor.closed
+            or cursor.connection is not connection.connection.driver_connection
+        ):
+            cursor = connection.connection.cursor()
+            if kept:
+                connection.info[_KEPT_CURSOR] = cursor
+        self.cursor = cursor
         try:
             cursor.execute(sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
+            self.__exit__()
             raise DBAPIError.instance(
                 sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
             ) from exc
-        yield cursor
-    finally:
-        if not kept:
-            cursor.close()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __enter__(self) -> Any:
+        return self.cursor
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self.kept:
+            self.cursor.close()
 
 
 #: tables that grow with every signature; on PostgreSQL their planner statistics are kept
