@@ -12,6 +12,7 @@ from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars, HeaderNames
 from flask_limiter.util import get_remote_address
 from limits import parse_many
+from limits.strategies import FixedWindowRateLimiter
 from werkzeug.http import http_date
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -203,14 +204,20 @@ class SharedLimitBudget:
         # get_remote_address, read from the environ that ProxyFix has already corrected
         args = [*self.prefix, environ.get("REMOTE_ADDR") or "127.0.0.1", self.scope]
         strategy = limiter.limiter
-        # Tested before any is hit: a request over a limit is handed to Flask, which hits again.
-        if not all(strategy.test(item, *args) for item in self.items):
-            return None
-        for item in self.items:
-            if not strategy.hit(item, *args):
+        if type(strategy) is FixedWindowRateLimiter:
+            found = self._charge_fixed_windows(strategy.storage, args)
+            if found is None:
                 return None
+            reset, remaining = found
+        else:
+            # Tested before any is hit: a request over a limit goes to Flask, which hits again.
+            if not all(strategy.test(item, *args) for item in self.items):
+                return None
+            for item in self.items:
+                if not strategy.hit(item, *args):
+                    return None
+            reset, remaining = strategy.get_window_stats(self.items[0], *args)
         shown = self.items[0]
-        reset, remaining = strategy.get_window_stats(shown, *args)
         reset_at = int(reset + 1)
         retry = http_date(reset_at) if self.http_date else str(int(reset_at - time.time()))
         limit_name, remaining_name, reset_name, retry_name = self.names
@@ -220,6 +227,22 @@ class SharedLimitBudget:
             (reset_name, str(reset_at)),
             (retry_name, retry),
         ]
+
+    def _charge_fixed_windows(self, storage: Any, args: list[str]) -> tuple[float, int] | None:
+        """What the fixed-window strategy's `test`, `hit` and `get_window_stats` do, in that
+        order, with each limit's key built once instead of once a call; (reset, remaining)
+        of the first limit, or None when a limit is spent."""
+        keys = [item.key_for(*args) for item in self.items]
+        if not all(
+            storage.get(key) < item.amount for item, key in zip(self.items, keys, strict=True)
+        ):
+            return None
+        for item, key in zip(self.items, keys, strict=True):
+            if storage.incr(key, item.get_expiry(), amount=1) > item.amount:
+                return None
+        shown, key = self.items[0], keys[0]
+        remaining = max(0, shown.amount - storage.get(key))
+        return storage.get_expiry(key), remaining
 
 
 def _security_headers(response: Response) -> Response:

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from flask import Flask
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
@@ -15,6 +16,7 @@ from petitions.db import new_session, utcnow
 from petitions.forms import SignForm
 from petitions.forms.signing import plain_sign_request
 from petitions.models import Petition, PetitionState, Signature
+from petitions.security import SharedLimitBudget, limiter
 from tests.conftest import csrf_from, hidden, sign_fields
 
 pytestmark = pytest.mark.config(READ_CACHE_SECONDS=60.0)
@@ -177,6 +179,31 @@ def test_signatures_before_flask_count_against_flasks_limit(site, app):
     assert remaining == list(range(9, -1, -1))
     assert calls.count < 12  # some of them were taken before Flask
     assert _signatures(app) == 10
+
+
+@pytest.mark.config(READ_CACHE_SECONDS=60.0, RATELIMIT_ENABLED=True)
+def test_a_charge_before_flask_leaves_the_counters_as_flask_limiters_strategy_would(app):
+    """The fixed-window charge builds each key once and works the storage itself: its
+    headers, and the counters it leaves, are the ones the strategy's own calls read."""
+    with app.app_context():
+        strategy = limiter.limiter
+        assert type(strategy) is FixedWindowRateLimiter  # the quick path is the one under test
+        budget = SharedLimitBudget(app, "3 per minute;5 per hour", "probe")
+        minute, hour = budget.items
+        args = [*budget.prefix, "203.0.113.9", "probe"]
+        limit_name, remaining_name, reset_name, _retry_name = budget.names
+        for left in (2, 1, 0):
+            headers = dict(budget.charge({"REMOTE_ADDR": "203.0.113.9"}) or [])
+            reset, remaining = strategy.get_window_stats(minute, *args)
+            assert headers[limit_name] == "3"
+            assert int(headers[remaining_name]) == remaining == left
+            assert int(headers[reset_name]) == int(reset + 1)
+        assert budget.charge({"REMOTE_ADDR": "203.0.113.9"}) is None  # the minute is spent
+        assert not strategy.test(minute, *args)
+        # the refused charge hit nothing: the hour counted three
+        assert strategy.get_window_stats(hour, *args).remaining == 2
+        other = dict(budget.charge({"REMOTE_ADDR": "203.0.113.10"}) or [])
+        assert other[remaining_name] == "2"  # another address has counters of its own
 
 
 def _anonymous_count(app: Flask, slug: str) -> int:
