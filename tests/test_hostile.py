@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from petitions.db import Base, new_session
+from petitions.forms.fields import has_control_chars
 from tests.conftest import csrf_from, sign_fields
 
 PAYLOADS = [
@@ -176,3 +177,12 @@ def test_routes_with_hostile_slugs_tokens_and_ids(site, app, value):
         if "<" in value and len(value) > 3:
             assert value not in response.get_data(as_text=True)
     assert _rows(app) == before
+
+
+@given(st.text())
+def test_control_characters_are_the_c0_ones_but_tab_and_line_breaks(text):
+    """The sign form's check (a regular expression) finds exactly the characters below 32
+    other than tab, line feed and carriage return, wherever they are in the text."""
+    expected = any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text)
+    assert has_control_chars(text) is expected
+    assert has_control_chars(f"ok {text} ok") is expected

@@ -27,10 +27,13 @@ from wtforms.validators import (
 from petitions import passwords
 from petitions.signed import Prepared
 
+#: the C0 control characters but tab, line feed and carriage return
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
 
 def has_control_chars(text: str) -> bool:
     """Whether `text` holds control characters other than line breaks and tabs."""
-    return any(ord(ch) < 32 and ch not in "\n\r\t" for ch in text)
+    return _CONTROL_CHARS.search(text) is not None
 
 
 def no_control_chars(_form: Any, field: Any) -> None:
