@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -22,7 +23,19 @@ from petitions.services import delivery
 from tests.mailbox import Mailbox
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+#: the Redis that production shares rate limits through (always running in CI)
+REDIS_URL = "redis://127.0.0.1:6379"
 PASSWORD = "correct horse battery staple"
+
+
+def require_redis() -> None:
+    """Skip on a laptop without Redis; in CI (where Redis always runs) fail instead."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"Redis is not running at {REDIS_URL} (CI always has it)")
 
 
 def make_config(database_url: str, smtp_port: int, **overrides: object) -> TestingConfig:

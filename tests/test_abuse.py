@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +15,7 @@ from sqlalchemy import func, select
 from petitions import create_app
 from petitions.db import get_engine, new_session
 from petitions.models import Signature
-from tests.conftest import csrf_from, make_config, sign_fields
+from tests.conftest import REDIS_URL, csrf_from, make_config, require_redis, sign_fields
 from tests.servers import start_gunicorn, stop
 
 
@@ -53,16 +52,6 @@ def test_code_guessing_is_limited_per_address_and_per_code(site):
     assert statuses[:5] == [400] * 5  # the code itself died after 5 wrong tries
 
 
-def _require_redis() -> None:
-    """Skip on a laptop without Redis; in CI (where Redis always runs) fail instead."""
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379", socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (CI always has it)")
-
-
 def _login_statuses(bases: list[str], attempts: int) -> list[int]:
     """Failed logins, alternating between servers, with one browser's cookies and CSRF token."""
     jar = http.cookiejar.CookieJar()
@@ -80,10 +69,10 @@ def _login_statuses(bases: list[str], attempts: int) -> list[int]:
     return statuses
 
 
-@pytest.mark.parametrize("storage,shared", [("redis://127.0.0.1:6379", True), ("memory://", False)])
+@pytest.mark.parametrize("storage,shared", [(REDIS_URL, True), ("memory://", False)])
 def test_several_gunicorn_servers_share_one_budget_through_redis(database_url, storage, shared):
     if shared:
-        _require_redis()
+        require_redis()
     prefix = f"test-{uuid.uuid4().hex}"
     settings = {
         "RATELIMIT_ENABLED": "1",
@@ -96,7 +85,7 @@ def test_several_gunicorn_servers_share_one_budget_through_redis(database_url, s
     finally:
         for process, _ in servers:
             stop(process)
-        connection = redis.Redis.from_url("redis://127.0.0.1:6379")
+        connection = redis.Redis.from_url(REDIS_URL)
         for key in connection.scan_iter(f"*{prefix}*"):
             connection.delete(key)
     assert statuses[:10] == [400] * 10

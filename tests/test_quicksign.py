@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 
 import pytest
+import redis
 from flask import Flask
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import func, select
@@ -17,7 +19,7 @@ from petitions.forms import SignForm
 from petitions.forms.signing import plain_sign_request
 from petitions.models import Petition, PetitionState, Signature
 from petitions.security import SharedLimitBudget, limiter
-from tests.conftest import csrf_from, hidden, sign_fields
+from tests.conftest import REDIS_URL, csrf_from, hidden, require_redis, sign_fields
 
 pytestmark = pytest.mark.config(READ_CACHE_SECONDS=60.0)
 
@@ -181,29 +183,56 @@ def test_signatures_before_flask_count_against_flasks_limit(site, app):
     assert _signatures(app) == 10
 
 
-@pytest.mark.config(READ_CACHE_SECONDS=60.0, RATELIMIT_ENABLED=True)
-def test_a_charge_before_flask_leaves_the_counters_as_flask_limiters_strategy_would(app):
+#: a key prefix no earlier run left counters under, in a Redis shared between runs
+_PREFIX = f"quick-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        pytest.param(
+            uri,
+            marks=pytest.mark.config(
+                READ_CACHE_SECONDS=60.0,
+                RATELIMIT_ENABLED=True,
+                RATELIMIT_STORAGE_URI=uri,
+                RATELIMIT_KEY_PREFIX=_PREFIX,
+            ),
+        )
+        for uri in ("inprocess://", "memory://", REDIS_URL)
+    ],
+)
+def test_a_charge_before_flask_leaves_the_counters_as_flask_limiters_strategy_would(app, storage):
     """The fixed-window charge builds each key once and works the storage itself: its
-    headers, and the counters it leaves, are the ones the strategy's own calls read."""
-    with app.app_context():
-        strategy = limiter.limiter
-        assert type(strategy) is FixedWindowRateLimiter  # the quick path is the one under test
-        budget = SharedLimitBudget(app, "3 per minute;5 per hour", "probe")
-        minute, hour = budget.items
-        args = [*budget.prefix, "203.0.113.9", "probe"]
-        limit_name, remaining_name, reset_name, _retry_name = budget.names
-        for left in (2, 1, 0):
-            headers = dict(budget.charge({"REMOTE_ADDR": "203.0.113.9"}) or [])
-            reset, remaining = strategy.get_window_stats(minute, *args)
-            assert headers[limit_name] == "3"
-            assert int(headers[remaining_name]) == remaining == left
-            assert int(headers[reset_name]) == int(reset + 1)
-        assert budget.charge({"REMOTE_ADDR": "203.0.113.9"}) is None  # the minute is spent
-        assert not strategy.test(minute, *args)
-        # the refused charge hit nothing: the hour counted three
-        assert strategy.get_window_stats(hour, *args).remaining == 2
-        other = dict(budget.charge({"REMOTE_ADDR": "203.0.113.10"}) or [])
-        assert other[remaining_name] == "2"  # another address has counters of its own
+    headers, and the counters it leaves, are the ones the strategy's own calls read, in each
+    storage a deployment can choose (production's Redis included)."""
+    if storage == REDIS_URL:
+        require_redis()
+    try:
+        with app.app_context():
+            strategy = limiter.limiter
+            assert type(strategy) is FixedWindowRateLimiter  # the quick path is under test
+            budget = SharedLimitBudget(app, "3 per minute;5 per hour", "probe")
+            minute, hour = budget.items
+            args = [*budget.prefix, "203.0.113.9", "probe"]
+            limit_name, remaining_name, reset_name, _retry_name = budget.names
+            for left in (2, 1, 0):
+                headers = dict(budget.charge({"REMOTE_ADDR": "203.0.113.9"}) or [])
+                reset, remaining = strategy.get_window_stats(minute, *args)
+                assert headers[limit_name] == "3"
+                assert int(headers[remaining_name]) == remaining == left
+                assert int(headers[reset_name]) == int(reset + 1)
+            assert budget.charge({"REMOTE_ADDR": "203.0.113.9"}) is None  # the minute is spent
+            assert not strategy.test(minute, *args)
+            # the refused charge hit nothing: the hour counted three
+            assert strategy.get_window_stats(hour, *args).remaining == 2
+            other = dict(budget.charge({"REMOTE_ADDR": "203.0.113.10"}) or [])
+            assert other[remaining_name] == "2"  # another address has counters of its own
+    finally:
+        if storage == REDIS_URL:
+            connection = redis.Redis.from_url(REDIS_URL)
+            for key in connection.scan_iter(f"*{_PREFIX}*"):
+                connection.delete(key)
 
 
 def _anonymous_count(app: Flask, slug: str) -> int:
