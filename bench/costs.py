@@ -35,6 +35,7 @@ lower `--rate` shows the same share of the machine. `--workers` sets gunicorn's 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import data
 from bench.load import Load, WrkResult, wrk
@@ -163,6 +165,26 @@ def py_spy(pid: int, seconds: int, path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def figures(hello: Measured, app: Measured) -> dict[str, Any]:
+    """What `report` prints, as numbers: each run's rate, errors and µs of CPU a request (each
+    group's and the whole machine's), and the scenario's ratio to hello world."""
+    runs = {}
+    for key, run in (("hello", hello), ("scenario", app)):
+        runs[key] = {
+            "rate": run.rate,
+            "p99_ms": run.p99_ms,
+            "errors": run.errors,
+            "us": {
+                **{
+                    group: run.per_request(cpu.user + cpu.system)
+                    for group, cpu in run.groups.items()
+                },
+                "all": run.per_request(run.machine),
+            },
+        }
+    return {**runs, "ratio": app.rate / hello.rate if hello.rate else 0.0}
+
+
 def report(hello: Measured, app: Measured) -> str:
     """The table, and how far the scenario is from a ratio of 0.30."""
     lines = [f"{'':18} {'req/s':>7} {'p99 ms':>7} {'errors':>6}   µs of CPU a request"]
@@ -248,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signatures", type=int, default=100, help="the letter's size")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--py-spy", type=Path, help="write py-spy samples to this folder")
+    parser.add_argument(
+        "--json", type=Path, help="sign or confirm: also write the measured figures to this file"
+    )
     parser.add_argument(
         "--lock-log",
         type=float,
@@ -363,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         children.stop_all()
     print(report(hello, measured))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures(hello, measured), indent=1))
     if args.lock_log is not None:
         print(lock_summary(work, args.lock_log))
     print(f"logs in {work}")
