@@ -10,8 +10,9 @@ so a machine speeding up or slowing down favours neither side. It prints each ru
 median ratio to hello world and CPU per request of each side, and in how many pairs B beat A.
 
 Examples: `--env PGOPTIONS="-c synchronous_commit=off" --db postgres` (PostgreSQL without
-waiting for the flush on commit), `--b-args="--workers 3" --db postgres`, or, to compare two
-checkouts, run it from each with the same options (A and B then differ only in their code).
+waiting for the flush on commit) or `--b-args="--workers 3" --db postgres`. Both sides run this
+checkout's code: it compares settings, not two versions of the code (`bench.profile
+--callgrind` does that).
 """
 
 from __future__ import annotations

@@ -165,6 +165,11 @@ def py_spy(pid: int, seconds: int, path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def ratio_to_hello(hello: Measured, app: Measured) -> float:
+    """The scenario's rate over hello world's."""
+    return app.rate / hello.rate if hello.rate else 0.0
+
+
 def figures(hello: Measured, app: Measured) -> dict[str, Any]:
     """What `report` prints, as numbers: each run's rate, errors and µs of CPU a request (each
     group's and the whole machine's), and the scenario's ratio to hello world."""
@@ -182,7 +187,7 @@ def figures(hello: Measured, app: Measured) -> dict[str, Any]:
                 "all": run.per_request(run.machine),
             },
         }
-    return {**runs, "ratio": app.rate / hello.rate if hello.rate else 0.0}
+    return {**runs, "ratio": ratio_to_hello(hello, app)}
 
 
 def report(hello: Measured, app: Measured) -> str:
@@ -198,7 +203,7 @@ def report(hello: Measured, app: Measured) -> str:
             f"{run.name:18} {run.rate:>7,.0f} {run.p99_ms:>7.1f} {run.errors:>6}   "
             + "; ".join(parts)
         )
-    ratio = app.rate / hello.rate if hello.rate else 0.0
+    ratio = ratio_to_hello(hello, app)
     allowed = hello.per_request(hello.machine) / 0.30
     lines.append(
         f"ratio {ratio:.3f} of hello world; at 0.30 a request could cost the machine about"
@@ -280,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         help="SQLite: log writer-lock holds longer than MS ms, and each process's totals",
     )
     args = parser.parse_args(argv)
+    if args.json is not None and args.scenario == "mixed":
+        parser.error("--json is for sign and confirm; the mixed run prints what it measured")
     url = "sqlite://" if args.db == "sqlite" else args.pg_url
     workers = args.workers or production_workers(url)
     work = ROOT / "bench" / "results" / "tmp" / f"costs-{time.strftime('%Y%m%d-%H%M%S')}"

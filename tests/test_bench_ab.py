@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import costs
 from bench.ab import Run, main, parse_env, run_from, summary
 
 
@@ -72,3 +73,12 @@ def test_refuses_what_it_cannot_compare_before_running_anything(
         main(options)
     assert exit_info.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_costs_refuses_json_for_the_mixed_run(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The mixed run has no ratio to write: asked for one, costs says so before starting."""
+    with pytest.raises(SystemExit) as exit_info:
+        costs.main(["--scenario", "mixed", "--json", str(tmp_path / "figures.json")])
+    assert exit_info.value.code == 2
+    assert "--json is for sign and confirm" in capsys.readouterr().err
+    assert not (tmp_path / "figures.json").exists()
