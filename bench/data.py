@@ -19,11 +19,11 @@ from sqlalchemy import Engine, bindparam, event, insert, make_url, text
 
 from config import Config
 from petitions import create_app
+from petitions import tokens as token_service
 from petitions.db import UTCDateTime, make_engine, new_session, utcnow
+from petitions.hashing import hash_address
 from petitions.mail import queue_email
 from petitions.models import Signature, TokenPurpose
-from petitions.services import tokens as token_service
-from petitions.tokens import hash_address
 
 #: the employer whose staff sign in every scenario; seeded signers are supporters
 EMPLOYER_DOMAIN = "example.com"

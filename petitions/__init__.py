@@ -10,10 +10,7 @@ from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from config import Config, config_from_env
-from petitions import (
-    db,
-    ratelimit_storage,  # noqa: F401 - registers inprocess:// with `limits`
-)
+from petitions import db, ratelimit_storage  # noqa: F401 - registers inprocess:// with `limits`
 from petitions.errors import register_error_handlers
 from petitions.security import API_LIMIT, init_security, limit_blueprint
 
@@ -51,7 +48,7 @@ def create_app(config: Config | None = None) -> Flask:
     login_manager.init_app(app)
     init_security(app)
 
-    from petitions.views import register_blueprints
+    from petitions.blueprints import register_blueprints
 
     register_blueprints(app)
     limit_blueprint(app, "api", API_LIMIT)

@@ -82,7 +82,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("recount")
     def recount() -> None:
         """Check every letter's counts against its signatures and repair drift."""
-        from petitions.services.counts import recount as do_recount
+        from petitions.tallies.counts import recount as do_recount
 
         with new_session(current_app) as session:
             fixes = do_recount(session)
@@ -95,7 +95,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("purge")
     def purge() -> None:
         """Delete pending signatures whose tokens expired, address and all."""
-        from petitions.services.signing import purge_expired
+        from petitions.signing.service import purge_expired
 
         with new_session(current_app) as session:
             signatures, tokens = purge_expired(session, utcnow())
@@ -107,7 +107,7 @@ def register_commands(app: Flask) -> None:
     @click.argument("email")
     def create_admin(email: str) -> None:
         """Make the confirmed organizer account EMAIL a site admin."""
-        from petitions.services.moderation import make_admin
+        from petitions.moderation.service import make_admin
 
         with new_session(current_app) as session:
             user = make_admin(session, email)
@@ -121,7 +121,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
         """Create a demo organizer and a published demo letter (idempotent)."""
-        from petitions.services.demo import seed
+        from petitions.letters.demo import seed
 
         with new_session(current_app) as session:
             message = seed(session, utcnow())
@@ -131,7 +131,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("snapshot")
     def snapshot() -> None:
         """Record the count history now (the mail worker also does, every minute)."""
-        from petitions.services.history import record
+        from petitions.tallies.history import record
 
         with new_session(current_app) as session:
             written = record(session, utcnow())

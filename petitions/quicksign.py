@@ -48,10 +48,10 @@ from werkzeug.sansio.utils import get_host
 
 from petitions import firstvisit, microcache
 from petitions.db import CoreWrites, KeptConnections, KeptWrites, utcnow
-from petitions.forms.signing import plain_sign_request
 from petitions.models.errors import DomainError
-from petitions.services import signing
 from petitions.signed import Prepared
+from petitions.signing import service as signing
+from petitions.signing.forms import plain_sign_request
 
 #: environ key of the kept signer page that answered a request (an `Answered`)
 ANSWERED = "undersigned.answered"

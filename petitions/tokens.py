@@ -1,133 +1,185 @@
-"""Secrets in links and codes, and the keyed hash of signers' addresses.
-
-A link carries a random 256-bit nonce signed with SECRET_KEY (SHA-256, salted with
-the token's purpose), so a tampered or cross-purpose link is refused before the
-database is asked; the database keeps only SHA-256 of the nonce. Codes are 8
-characters of Crockford base32 (40 bits) with a handful of attempts each.
-"""
+"""Issuing and redeeming single-use tokens stored in the database."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
-import re
-import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
-from petitions.signed import Prepared
-
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-CODE_LENGTH = 8
-#: withdrawal codes are typed without any page context, so they carry 80 bits
-LONG_CODE_LENGTH = 16
-MAX_TOKEN_LENGTH = 200
-
-
-def _serializer(purpose: str) -> Prepared:
-    config = current_app.config
-    return _serializer_for((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
+from petitions import hashing as tokens
+from petitions.db import FastStatement, Writes
+from petitions.models import Token, TokenPurpose
+from petitions.models.errors import DomainError
+from petitions.models.token import LONG_CODE_PURPOSE
 
 
-@functools.lru_cache(maxsize=64)
-def _serializer_for(keys: tuple[str, ...], purpose: str) -> Prepared:
-    # Built once per key set and purpose, its keys derived once: this is what every link costs.
-    # A nonce is random, so compressing it would never shorten a link: it is not tried.
-    return Prepared(
-        URLSafeSerializer(
-            list(keys),
-            salt=f"undersigned/{purpose}",
-            signer_kwargs={"digest_method": hashlib.sha256},
-        ),
-        compress=False,
-    )
+@dataclass(frozen=True, slots=True)
+class TokenFacts:
+    """What a confirmation reads of its token, without an ORM object: building a transient
+    `Token` cost a confirmation more than reading the row."""
+
+    id: int
+    purpose: TokenPurpose
+    handle: str | None
+    code_hash: str | None
+    code_attempts: int
+    used_at: datetime | None
+    expires_at: datetime
+    signature_id: int | None
+
+    def is_expired(self, now: datetime) -> bool:
+        """Whether the token is past its lifetime (as `Token.is_expired`)."""
+        return now >= self.expires_at
 
 
-def new_nonce() -> str:
-    """A fresh random nonce of 256 bits."""
-    return secrets.token_urlsafe(32)
+class TokenInvalid(DomainError):
+    """The link or code is malformed, tampered, unknown, or for something else."""
 
 
-def new_handle() -> str:
-    """A random public id of 128 bits, safe to put in a page."""
-    return secrets.token_urlsafe(16)
+class TokenExpired(DomainError):
+    """The token was real but is past its lifetime."""
+
+    def __init__(self, token: Token | TokenFacts) -> None:
+        super().__init__("This link has expired.")
+        self.token = token
 
 
-_HANDLE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+class TokenUsed(DomainError):
+    """The token was already used."""
+
+    def __init__(self, token: Token | TokenFacts) -> None:
+        super().__init__("This link was already used.")
+        self.token = token
 
 
-def is_handle(value: str | None) -> bool:
-    """Whether a value from a form could be a handle at all (checked before any query)."""
-    return bool(value) and _HANDLE.fullmatch(value) is not None
+@dataclass
+class IssuedToken:
+    """A token as it is sent: the link secret and, where offered, the short code.
+
+    `values` is the row as it will be stored (hashes only); `row` is the ORM object once
+    `issue` added it to a session.
+    """
+
+    values: dict[str, Any]
+    link_token: str
+    code: str | None
+    row: Token | None = None
+
+    @property
+    def handle(self) -> str:
+        """The public id that the code-entry form carries."""
+        return str(self.values["handle"])
+
+    @property
+    def display_code(self) -> str | None:
+        """The code as a person reads it."""
+        return tokens.format_code(self.code) if self.code else None
 
 
-def sign_nonce(purpose: str, nonce: str) -> str:
-    """The string that goes into an emailed link."""
-    return _serializer(purpose).dumps(nonce)
+def prepare(
+    purpose: TokenPurpose,
+    now: datetime,
+    *,
+    signature_id: int | None = None,
+    user_id: int | None = None,
+    with_code: bool = False,
+    long_code: bool = False,
+    max_age: int | None = None,
+) -> IssuedToken:
+    """Make a token's secrets and the row that stores their hashes, without touching the database.
+
+    A short code is bound to the token's handle (the form that takes it carries the
+    handle); a long code stands alone and is found by its hash.
+    """
+    nonce = tokens.new_nonce()
+    handle = tokens.new_handle()
+    code = None
+    if with_code or long_code:
+        code = tokens.new_code(tokens.LONG_CODE_LENGTH if long_code else tokens.CODE_LENGTH)
+    if long_code and purpose != LONG_CODE_PURPOSE:
+        raise ValueError(f"{purpose} tokens take no standalone code")
+    code_scope = "standalone" if long_code else handle
+    lifetime = max_age if max_age is not None else current_app.config["TOKEN_MAX_AGE"]
+    values: dict[str, Any] = {
+        "purpose": purpose,
+        "nonce_hash": tokens.hash_nonce(nonce),
+        "handle": handle,
+        "code_hash": tokens.hash_code(code_scope, code) if code else None,
+        "code_attempts": 0,
+        "signature_id": signature_id,
+        "user_id": user_id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=lifetime),
+    }
+    return IssuedToken(values=values, link_token=tokens.sign_nonce(purpose, nonce), code=code)
 
 
-def unsign_nonce(purpose: str, token: str) -> str | None:
-    """The nonce in a link; None when malformed, tampered or for another purpose."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
+_INSERT = FastStatement(insert(Token.__table__))
+#: the columns `prepare` gives a token
+COLUMNS = (
+    "purpose",
+    "nonce_hash",
+    "handle",
+    "code_hash",
+    "code_attempts",
+    "signature_id",
+    "user_id",
+    "created_at",
+    "expires_at",
+)
+
+
+def record(session: Writes, issued: IssuedToken) -> None:
+    """Store a prepared token with one INSERT (no ORM object, no flush)."""
+    _INSERT(session.connection(), issued.values)
+
+
+def issue(session: Session, purpose: TokenPurpose, now: datetime, **options: Any) -> IssuedToken:
+    """Create a token for one purpose and one signature or user, as an ORM row in `session`.
+
+    `options` are those of `prepare`.
+    """
+    issued = prepare(purpose, now, **options)
+    issued.row = Token(**issued.values)
+    session.add(issued.row)
+    session.flush()
+    return issued
+
+
+def find_by_link(session: Session, purpose: TokenPurpose, link_token: str) -> Token:
+    """The live token behind a link, locked for update; raises when it cannot be used."""
+    nonce = tokens.unsign_nonce(purpose, link_token)
+    if nonce is None:
+        raise TokenInvalid("This link is not valid. It may have been cut short or changed.")
+    row = session.scalars(
+        select(Token)
+        .where(Token.nonce_hash == tokens.hash_nonce(nonce), Token.purpose == purpose)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise TokenInvalid("This link is not valid, or it is too old to be used.")
+    return row
+
+
+def find_by_long_code(session: Session, purpose: TokenPurpose, typed: str) -> Token | None:
+    """The token a standalone (long) code belongs to, if any."""
+    code = tokens.normalize_code(typed or "", tokens.LONG_CODE_LENGTH)
+    if code is None or purpose != LONG_CODE_PURPOSE:
         return None
-    try:
-        nonce = _serializer(purpose).loads(token)
-    except (BadSignature, UnicodeDecodeError, ValueError):
-        return None
-    return nonce if isinstance(nonce, str) else None
+    return session.scalars(
+        select(Token)
+        .where(Token.purpose == purpose, Token.code_hash == tokens.hash_code("standalone", code))
+        .with_for_update()
+    ).first()
 
 
-def hash_nonce(nonce: str) -> str:
-    """What the database keeps of a nonce."""
-    return hashlib.sha256(nonce.encode()).hexdigest()
-
-
-def new_code(length: int = CODE_LENGTH) -> str:
-    """A one-time code to type instead of clicking (5 bits a character)."""
-    # 32 letters: the low 5 bits of each random byte pick one, all equally likely.
-    return "".join([CODE_ALPHABET[byte & 31] for byte in secrets.token_bytes(length)])
-
-
-def format_code(code: str) -> str:
-    """A code as shown to people, in groups of four: ABCD-EFGH."""
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
-
-
-def normalize_code(typed: str, length: int = CODE_LENGTH) -> str | None:
-    """The code someone typed, forgiving case, spaces, dashes and look-alike letters."""
-    if len(typed) > 4 * length:
-        return None
-    cleaned = "".join(ch for ch in typed.upper() if ch not in " -\t")
-    cleaned = cleaned.translate(str.maketrans("OIL", "011"))
-    if len(cleaned) != length or any(ch not in CODE_ALPHABET for ch in cleaned):
-        return None
-    return cleaned
-
-
-def _keyed_hash(message: str) -> str:
-    key = current_app.config["ADDRESS_HASH_KEY"].encode()
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
-def hash_code(handle: str, code: str) -> str:
-    """Keyed hash of a code, bound to the token it belongs to."""
-    return _keyed_hash(f"code:{handle}:{code}")
-
-
-def codes_match(stored_hash: str, handle: str, code: str) -> bool:
-    """Constant-time comparison of a typed code with the stored hash."""
-    return hmac.compare_digest(stored_hash, hash_code(handle, code))
-
-
-def canonical_address(email: str) -> str:
-    """One spelling per mailbox: case folded, `+tag` removed."""
-    local, _, domain = email.rpartition("@")
-    local = local.split("+", 1)[0].casefold()
-    return f"{local}@{domain.casefold()}"
-
-
-def hash_address(canonical: str) -> str:
-    """The keyed hash that stands in for an address once a signature is confirmed."""
-    return _keyed_hash(f"address:{canonical}")
+def check_usable(row: Token | TokenFacts, now: datetime) -> None:
+    """Raise if the token was used or is expired."""
+    if row.used_at is not None:
+        raise TokenUsed(row)
+    if row.is_expired(now):
+        raise TokenExpired(row)

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from petitions import tokens
-from petitions.forms.fields import normalized_address
+from petitions import hashing as tokens
+from petitions.fields import normalized_address
 
 PREFIX = "That email address does not look right: "
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from petitions.db import new_session, utcnow
 from petitions.models import Petition
-from petitions.services import history
+from petitions.tallies import history
 from tests.test_tallies import EMPLOYERS, _record, _sign_and_confirm
 
 EXAMPLE_SLUG = "drop-the-ice-contract"  # the example in the OpenAPI document

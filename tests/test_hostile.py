@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from petitions.db import Base, new_session
-from petitions.forms.fields import has_control_chars
+from petitions.fields import has_control_chars
 from tests.conftest import csrf_from, sign_fields
 
 PAYLOADS = [

@@ -7,8 +7,8 @@ import threading
 from sqlalchemy import select
 
 from petitions.db import new_session, utcnow
+from petitions.letters import service as letters
 from petitions.models import Petition, User
-from petitions.services import letters
 from tests.conftest import csrf_from
 
 

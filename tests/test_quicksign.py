@@ -15,10 +15,9 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from petitions.db import new_session, utcnow
-from petitions.forms import SignForm
-from petitions.forms.signing import plain_sign_request
 from petitions.models import Petition, PetitionState, Signature
 from petitions.security import SharedLimitBudget, limiter
+from petitions.signing.forms import SignForm, plain_sign_request
 from tests.conftest import REDIS_URL, csrf_from, hidden, require_redis, sign_fields
 
 pytestmark = pytest.mark.config(READ_CACHE_SECONDS=60.0)
@@ -415,7 +414,7 @@ FORMS = [
 @pytest.mark.parametrize("stamp", ["fresh", "forged"])
 def test_plain_checks_accept_only_what_the_sign_form_accepts_with_the_same_values(app, stamp):
     with app.test_request_context():
-        from petitions.forms.fields import form_started
+        from petitions.fields import form_started
 
         started = form_started() if stamp == "fresh" else "forged"
     for raw in FORMS:
@@ -447,8 +446,8 @@ def test_plain_checks_accept_only_what_the_sign_form_accepts_with_the_same_value
 
 def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
     from petitions import mail
-    from petitions.services import signing
-    from petitions.services import tokens as token_service
+    from petitions import tokens as token_service
+    from petitions.signing import service as signing
 
     slug = site.letter()
     client, fields = _signer(app, slug)
@@ -473,7 +472,7 @@ def test_the_hot_statements_run_on_the_driver_not_through_sqlalchemy(site, app):
 
 def test_a_row_read_on_the_driver_is_the_row_sqlalchemy_reads(site, app):
     from petitions.models import Token, TokenPurpose
-    from petitions.services import signing
+    from petitions.signing import service as signing
 
     slug = site.letter()
     site.sign(slug, "row@example.net")
@@ -540,7 +539,7 @@ def test_an_address_that_signed_before_costs_the_same_writes_as_a_new_one(site, 
 @pytest.mark.config(READ_CACHE_SECONDS=60.0, RATELIMIT_ENABLED=True)
 def test_a_signature_handed_to_flask_after_it_was_counted_is_counted_once(site, app, monkeypatch):
     from petitions import quicksign
-    from petitions.services import signing
+    from petitions.signing import service as signing
 
     slug = site.letter()
     client, fields = _signer(app, slug)

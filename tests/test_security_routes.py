@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from petitions.db import Base, new_session
 from petitions.models import Report
-from petitions.services import moderation
+from petitions.moderation import service as moderation
 from tests.conftest import csrf_from
 
 #: account pages of the logged-in organizer; everything under organizer/admin is private too
@@ -32,7 +32,7 @@ def world(site, app):
     draft_id = site.draft("A private draft")
     slug = site.publish(site.draft("A public letter"))
     with app.test_request_context(), new_session(app) as session:
-        from petitions.services import letters
+        from petitions.letters import service as letters
 
         petition = letters.get_published(session, slug)
         report = moderation.file_report(

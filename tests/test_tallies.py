@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from petitions.public import views as public
 from petitions.db import new_session, utcnow
 from petitions.models import CountSnapshot, Petition, PetitionCounter, SnapshotKind
-from petitions.services import chart, counts, history
-from petitions.views import public
+from petitions.tallies import chart, counts, history
 from tests.conftest import csrf_from, hidden
 
 EMPLOYERS = "example.com Example Corp\nother.org Other Org"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select, text
 
+from petitions import tokens as token_service
 from petitions.db import get_engine, new_session, utcnow
 from petitions.models import Token, TokenPurpose, User
-from petitions.services import tokens as token_service
 
 
 def _plan(app, sql: str, params) -> str:

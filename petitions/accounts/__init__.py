@@ -1,0 +1,1 @@
+"""Accounts: register, log in, confirm, reset and change an organizer's account."""

@@ -1,0 +1,1 @@
+"""Letters as their organizers see them: write, publish, close, delete."""

@@ -1,0 +1,1 @@
+"""Reports from readers and what site admins do about them."""

@@ -1,0 +1,1 @@
+"""What readers see: the index, letter pages, the API, embeds and the feed."""

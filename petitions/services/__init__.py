@@ -1,1 +1,0 @@
-"""The product's rules. Services add and flush; the caller commits."""

@@ -1,0 +1,1 @@
+"""Signing a letter: the sign form, confirmation by link or code, withdrawal."""

@@ -1,0 +1,246 @@
+"""Signer-facing forms: sign, confirm by code, resend, withdraw, report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    RadioField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    Optional,
+)
+
+from petitions.fields import (
+    FilledByAPerson,
+    bot_problem,
+    email_field,
+    form_started,
+    has_control_chars,
+    is_disposable,
+    no_control_chars,
+    normalized_address,
+    strip_text,
+)
+from petitions.models import Affiliation, Display, ReportKind
+from petitions.signing.service import SignRequest
+
+
+class SignForm(FlaskForm):
+    """The public sign form."""
+
+    name = StringField(
+        "Your name",
+        filters=[strip_text],
+        description="Stored and shown only if you choose to be named.",
+        validators=[Optional(), Length(max=100), no_control_chars],
+    )
+    email = email_field("Email address to verify", disposable_ok=False)
+    job_title = StringField(
+        "Job title (optional)",
+        filters=[strip_text],
+        validators=[Optional(), Length(max=100), no_control_chars],
+    )
+    team = StringField(
+        "Team (optional)",
+        filters=[strip_text],
+        validators=[Optional(), Length(max=100), no_control_chars],
+    )
+    affiliation = RadioField(
+        "You are",
+        choices=[
+            SelectChoice(Affiliation.CURRENT.value, "A current employee"),
+            SelectChoice(Affiliation.FORMER.value, "A former employee"),
+            SelectChoice(Affiliation.CONTRACTOR.value, "A contractor"),
+        ],
+        default=Affiliation.CURRENT.value,
+        validators=[InputRequired()],
+    )
+    display = RadioField(
+        "How you appear",
+        choices=[
+            SelectChoice(Display.COUNTED.value, "Counted only: nothing about me is shown anywhere"),
+            SelectChoice(
+                Display.ANONYMOUS.value,
+                'Verified, anonymous: shown only as "Verified employee at …"',
+            ),
+            SelectChoice(
+                Display.THRESHOLD.value,
+                "Named once enough colleagues are: anonymous until then",
+            ),
+            SelectChoice(Display.NAMED.value, "Named: my name, job title and team are public"),
+        ],
+        default=Display.COUNTED.value,
+        validators=[InputRequired()],
+    )
+    wants_updates = BooleanField("Send me updates about this letter at a personal address")
+    updates_email = email_field("Personal address for updates", required=False)
+    #: honeypot: hidden from people by CSS, left empty; bots fill it
+    website = StringField("Leave this field empty", validators=[Optional(), Length(max=200)])
+    started = HiddenField(default=form_started, validators=[FilledByAPerson()])
+    submit = SubmitField("Sign")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Check the fields; a name is needed only for choices that show one, and a personal
+        address only when updates are wanted."""
+        valid = super().validate(extra_validators)
+        if (
+            self.display.data in {Display.NAMED.value, Display.THRESHOLD.value}
+            and not self.name.data
+        ):
+            self.name.errors = [
+                *self.name.errors,
+                "Give the name to show, or choose another option.",
+            ]
+            valid = False
+        if self.wants_updates.data and not self.updates_email.data:
+            self.updates_email.errors = [
+                *self.updates_email.errors,
+                "Give a personal address, or untick updates.",
+            ]
+            return False
+        return valid
+
+
+#: every field name the sign form sends
+SIGN_FIELDS = frozenset(
+    {
+        "csrf_token",
+        "name",
+        "email",
+        "job_title",
+        "team",
+        "affiliation",
+        "display",
+        "wants_updates",
+        "updates_email",
+        "website",
+        "started",
+        "submit",
+    }
+)
+_AFFILIATIONS = {choice.value: choice for choice in Affiliation}
+_DISPLAYS = {choice.value: choice for choice in Display}
+#: what BooleanField reads as unticked
+_UNTICKED = frozenset({"", "false"})
+
+
+def _text(value: str | None, longest: int) -> str | None:
+    """A stripped optional text field, or None when SignForm would refuse it."""
+    text = (value or "").strip()
+    if len(text) > longest or has_control_chars(text):
+        return None
+    return text
+
+
+def _address(value: str | None, disposable_ok: bool) -> str | None:
+    """A stripped, normalized address, or None when SignForm would refuse it (or it is empty)."""
+    text = _text(value, 254)
+    if not text:
+        return None
+    try:
+        address = normalized_address(text)
+    except ValueError:
+        return None
+    return None if not disposable_ok and is_disposable(address) else address
+
+
+def plain_sign_request(fields: dict[str, str]) -> SignRequest | None:
+    """What a filled-in sign form asks, checked by SignForm's rules without building it; None
+    for anything SignForm would refuse or that this does not judge, so the caller hands such a
+    form to SignForm, whose messages the person then sees. (The CSRF token is not checked
+    here.) Needs an app context. `tests/test_quicksign.py` holds the two to the same answers.
+    """
+    if not fields.keys() <= SIGN_FIELDS:
+        return None
+    if bot_problem(fields.get("website"), fields.get("started")):
+        return None
+    name, job_title, team = (_text(fields.get(key), 100) for key in ("name", "job_title", "team"))
+    email = _address(fields.get("email"), disposable_ok=False)
+    affiliation = _AFFILIATIONS.get(fields.get("affiliation", ""))
+    display = _DISPLAYS.get(fields.get("display", ""))
+    if name is None or job_title is None or team is None or email is None:
+        return None
+    if affiliation is None or display is None or (display.keeps_name and not name):
+        return None
+    wants_updates = fields.get("wants_updates") not in (None, *_UNTICKED)
+    updates_email = None
+    if fields.get("updates_email", "").strip():
+        updates_email = _address(fields["updates_email"], disposable_ok=True)
+        if updates_email is None:
+            return None
+    if wants_updates and not updates_email:
+        return None
+    return SignRequest(
+        email=email,
+        name=name,
+        job_title=job_title,
+        team=team,
+        affiliation=affiliation,
+        display=display,
+        updates_email=updates_email if wants_updates else None,
+    )
+
+
+class CodeForm(FlaskForm):
+    """Type the emailed code instead of clicking the link."""
+
+    handle = HiddenField(validators=[DataRequired(), Length(max=64)])
+    code = StringField(
+        "Code from the email",
+        filters=[strip_text],
+        validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"},
+    )
+    submit = SubmitField("Confirm my signature")
+
+
+class ResendForm(FlaskForm):
+    """Ask for a fresh confirmation email for the pending signature behind a code form."""
+
+    handle = HiddenField(validators=[DataRequired(), Length(max=64)])
+    submit = SubmitField("Send me a fresh email")
+
+
+class WithdrawCodeForm(FlaskForm):
+    """Withdraw a signature with the code shown when it was confirmed."""
+
+    code = StringField(
+        "Withdrawal code",
+        filters=[strip_text],
+        validators=[DataRequired(), Length(max=64)],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    submit = SubmitField("Withdraw my signature")
+
+
+class ReportForm(FlaskForm):
+    """Tell the organizer and the site admins that something is wrong."""
+
+    kind = RadioField(
+        "What is wrong?",
+        choices=[
+            SelectChoice(
+                ReportKind.NOT_ME.value, "My name is on this letter, but I did not sign it"
+            ),
+            SelectChoice(ReportKind.ABUSIVE.value, "This letter is abusive or breaks the law"),
+        ],
+        validators=[InputRequired()],
+    )
+    message = TextAreaField(
+        "Details",
+        description="Which name, or what is abusive. Do not include your work address.",
+        filters=[strip_text],
+        validators=[DataRequired(), Length(max=2000), no_control_chars],
+    )
+    submit = SubmitField("Send the report")

@@ -1,0 +1,1 @@
+"""Counts and their history: sharded counters, snapshots, charts, listings."""
