@@ -48,20 +48,18 @@ class Config:
     SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "10"))
     MAIL_FROM = os.environ.get("MAIL_FROM", "Undersigned <no-reply@undersigned.invalid>")
     MAIL_BATCH_SIZE = int(os.environ.get("MAIL_BATCH_SIZE", "200"))
-    MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
     MAIL_RETRY_BASE = float(os.environ.get("MAIL_RETRY_BASE", "30"))
+    MAIL_RETRY_MAX = float(os.environ.get("MAIL_RETRY_MAX", "600"))
+    MAIL_RETRY_FOR = float(os.environ.get("MAIL_RETRY_FOR", str(2 * 24 * 3600)))
 
-    #: Flask-Limiter storage: inprocess:// (petitions/ratelimit_storage.py) for one process,
-    #: redis://host:6379 to share across workers
-    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "inprocess://")
+    #: Flask-Limiter storage: memory:// for one process, redis://host:6379 to share across workers
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "undersigned")
     #: how many proxies in front of the app set X-Forwarded-For; 0 trusts none
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     #: a sign form sent back sooner than this after it was shown is refused (bots)
     SIGN_MIN_SECONDS = float(os.environ.get("SIGN_MIN_SECONDS", "2"))
-    #: seconds each web process keeps public reads (API, badge, letter page...); 0 turns it off
-    READ_CACHE_SECONDS = float(os.environ.get("READ_CACHE_SECONDS", "1"))
 
     DEV_MAILBOX = False
     DEV_MAILBOX_DIR = str(INSTANCE_DIR / "mailbox")
@@ -97,9 +95,6 @@ class TestingConfig(Config):
     # turn these back on.
     RATELIMIT_ENABLED = False
     SIGN_MIN_SECONDS = 0.0
-    # Tests read right after writing from other clients and processes; the cache tests
-    # turn it on.
-    READ_CACHE_SECONDS = 0.0
 
 
 CONFIGS: dict[str, type[Config]] = {

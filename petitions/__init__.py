@@ -10,7 +10,7 @@ from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from config import Config, config_from_env
-from petitions import db, ratelimit_storage  # noqa: F401 - registers inprocess:// with `limits`
+from petitions import db
 from petitions.errors import register_error_handlers
 from petitions.security import API_LIMIT, init_security, limit_blueprint
 

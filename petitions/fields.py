@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +23,6 @@ from wtforms.validators import (
 )
 
 from petitions.accounts import passwords
-from petitions.signed import Prepared
 
 #: the C0 control characters but tab, line feed and carriage return
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -45,43 +42,13 @@ def strip_text(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-#: an ASCII local part that is a dot-atom (RFC 5322 3.2.3), as nearly every address's is
-_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
-
-
 def normalized_address(text: str) -> str:
     """The normalized form of an address whose syntax is right (no DNS lookups); ValueError,
-    with the message shown to the person, when it is not.
-
-    email-validator takes about 40 microseconds an address, most of it on the domain. The
-    signers of a letter share a handful of domains, so an ASCII dot-atom address reuses the
-    verdict on its domain; anything else, and any address near a length limit or at a domain
-    that failed, is checked whole.
-    """
-    local, at, domain = text.rpartition("@")
-    if (
-        at
-        and len(local) <= 64
-        and len(text) <= 240
-        and _PLAIN_LOCAL.fullmatch(local)
-        and _PLAIN_DOMAIN.fullmatch(domain)
-        and (normalized := _normalized_domain(domain))
-    ):
-        return f"{local}@{normalized}"
+    with the message shown to the person, when it is not."""
     try:
         return validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"That email address does not look right: {exc}") from None
-
-
-@functools.lru_cache(maxsize=4096)
-def _normalized_domain(domain: str) -> str | None:
-    """The normalized domain as email-validator gives it, or None when it refuses it."""
-    try:
-        return validate_email(f"a@{domain}", check_deliverability=False).domain
-    except EmailNotValidError:
-        return None
 
 
 def is_disposable(address: str) -> bool:
@@ -124,24 +91,14 @@ def email_field(label: str, required: bool = True, disposable_ok: bool = True) -
     )
 
 
-def _stamps(_memo: list[Any] = [None, None]) -> Prepared:  # noqa: B006
-    """The signer of form stamps, rebuilt only when SECRET_KEY changes."""
-    key = current_app.config["SECRET_KEY"]
-    if _memo[0] != key:
-        _memo[:] = [key, Prepared(URLSafeTimedSerializer(key, salt="sign-form"))]
-    return _memo[1]
-
-
-_STAMP: list[Any] = [None, ""]
+def _stamps() -> URLSafeTimedSerializer:
+    """The signer of the sign form's "shown at" stamps."""
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sign-form")
 
 
 def form_started() -> str:
-    """The signed "form shown at" stamp. It signs the time in whole seconds, so it is the same
-    for everyone within a second, and is made once a second."""
-    key = (current_app.config["SECRET_KEY"], int(time.time()))
-    if _STAMP[0] != key:
-        _STAMP[:] = [key, _stamps().dumps(1)]
-    return str(_STAMP[1])
+    """The signed "form shown at" stamp."""
+    return _stamps().dumps(1)
 
 
 def bot_problem(website: str | None, started: str | None) -> str | None:

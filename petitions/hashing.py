@@ -8,7 +8,6 @@ characters of Crockford base32 (40 bits) with a handful of attempts each.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -17,8 +16,6 @@ import secrets
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from petitions.signed import Prepared
-
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
 #: withdrawal codes are typed without any page context, so they carry 80 bits
@@ -26,22 +23,13 @@ LONG_CODE_LENGTH = 16
 MAX_TOKEN_LENGTH = 200
 
 
-def _serializer(purpose: str) -> Prepared:
+def _serializer(purpose: str) -> URLSafeSerializer:
+    """The signer of links for one purpose, under SECRET_KEY and its fallbacks."""
     config = current_app.config
-    return _serializer_for((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
-
-
-@functools.lru_cache(maxsize=64)
-def _serializer_for(keys: tuple[str, ...], purpose: str) -> Prepared:
-    # Built once per key set and purpose, its keys derived once: this is what every link costs.
-    # A nonce is random, so compressing it would never shorten a link: it is not tried.
-    return Prepared(
-        URLSafeSerializer(
-            list(keys),
-            salt=f"undersigned/{purpose}",
-            signer_kwargs={"digest_method": hashlib.sha256},
-        ),
-        compress=False,
+    return URLSafeSerializer(
+        [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]],
+        salt=f"undersigned/{purpose}",
+        signer_kwargs={"digest_method": hashlib.sha256},
     )
 
 

@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petitions import tokens as token_service
+from petitions import tokens
 from petitions.mail import queue_email
 from petitions.models import Token, TokenPurpose, User
 from petitions.models.errors import DomainError
@@ -74,7 +74,7 @@ def register(
 
 def send_confirmation(session: Session, user: User, now: datetime) -> None:
     """Mail a fresh confirmation link to an unconfirmed organizer."""
-    issued = token_service.issue(session, TokenPurpose.CONFIRM_ACCOUNT, now, user_id=user.id)
+    issued = tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, now, user_id=user.id)
     queue_email(
         session, user.email, "confirm_account", user=user, url=confirmation_url(issued.link_token)
     )
@@ -84,18 +84,18 @@ def _live_link(
     session: Session, purpose: TokenPurpose, link_token: str, now: datetime
 ) -> tuple[Token, User]:
     """The unused, unexpired token behind an account link, and its account; raises otherwise."""
-    row = token_service.find_by_link(session, purpose, link_token)
-    token_service.check_usable(row, now)
+    row = tokens.find_by_link(session, purpose, link_token)
+    row.check_usable(now)
     user = session.get(User, row.user_id)
     if user is None:
-        raise token_service.TokenInvalid("This link is not valid.")
+        raise tokens.TokenInvalid("This link is not valid.")
     return row, user
 
 
 def confirm_account(session: Session, link_token: str, now: datetime) -> User:
     """Use a confirmation link: the account may log in from now on."""
     row, user = _live_link(session, TokenPurpose.CONFIRM_ACCOUNT, link_token, now)
-    row.used_at = now
+    row.spend(now)
     if not user.is_confirmed:
         user.confirm_email(now)
     return user
@@ -121,7 +121,7 @@ def request_password_reset(session: Session, email: str, now: datetime) -> None:
     user = find_by_email(session, email)
     if user is None:
         return
-    issued = token_service.issue(
+    issued = tokens.issue(
         session, TokenPurpose.RESET_PASSWORD, now, user_id=user.id, max_age=RESET_MAX_AGE
     )
     queue_email(session, user.email, "reset_password", user=user, url=reset_url(issued.link_token))
@@ -135,7 +135,7 @@ def check_reset_link(session: Session, link_token: str, now: datetime) -> User:
 def reset_password(session: Session, link_token: str, new_password: str, now: datetime) -> User:
     """Use a reset link: set the password, end every session, and spend the link."""
     row, user = _live_link(session, TokenPurpose.RESET_PASSWORD, link_token, now)
-    row.used_at = now
+    row.spend(now)
     user.password_hash = hash_password(new_password)
     user.end_all_sessions()
     if not user.is_confirmed:
@@ -168,7 +168,7 @@ def request_email_change(
         queue_email(session, new_email, "account_exists", user=find_by_email(session, new_email))
         return
     user.pending_email = new_email
-    issued = token_service.issue(session, TokenPurpose.CHANGE_EMAIL, now, user_id=user.id)
+    issued = tokens.issue(session, TokenPurpose.CHANGE_EMAIL, now, user_id=user.id)
     queue_email(
         session,
         new_email,
@@ -182,10 +182,10 @@ def confirm_email_change(session: Session, link_token: str, now: datetime) -> Us
     """Use the link sent to the new address: it becomes the login address."""
     row, user = _live_link(session, TokenPurpose.CHANGE_EMAIL, link_token, now)
     if not user.pending_email:
-        raise token_service.TokenInvalid("This link is not valid.")
+        raise tokens.TokenInvalid("This link is not valid.")
     if find_by_email(session, user.pending_email) is not None:
-        raise token_service.TokenInvalid("That address is already in use by another account.")
-    row.used_at = now
+        raise tokens.TokenInvalid("That address is already in use by another account.")
+    row.spend(now)
     old_email, user.email, user.pending_email = user.email, user.pending_email, None
     user.end_all_sessions()
     queue_email(session, old_email, "email_changed", user=user)

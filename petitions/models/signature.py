@@ -90,3 +90,8 @@ class Signature(Base):
         self.state = SignatureState.CONFIRMED
         self.confirmed_at = now
         self.email = None
+
+    def withdraw(self) -> None:
+        """Check that a signature may be withdrawn: only a confirmed one has a withdrawal link."""
+        if not self.is_confirmed:
+            raise InvalidTransition("This signature was never confirmed.")

@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petitions.db import Base, UTCDateTime, utcnow
+from petitions.models.errors import DomainError
 
 
 class TokenPurpose(enum.StrEnum):
@@ -24,6 +25,26 @@ class TokenPurpose(enum.StrEnum):
 #: the one purpose whose tokens carry a standalone (long) code, found by its hash alone;
 #: other codes are bound to their token's handle and never looked up by hash
 LONG_CODE_PURPOSE = TokenPurpose.WITHDRAW_SIGNATURE
+
+
+class TokenInvalid(DomainError):
+    """The link or code is malformed, tampered, unknown, or for something else."""
+
+
+class TokenExpired(DomainError):
+    """The token was real but is past its lifetime."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__("This link has expired.")
+        self.token = token
+
+
+class TokenUsed(DomainError):
+    """The token was already used."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__("This link was already used.")
+        self.token = token
 
 
 class Token(Base):
@@ -72,3 +93,15 @@ class Token(Base):
     def is_expired(self, now: datetime) -> bool:
         """Whether the token is past its lifetime."""
         return now >= self.expires_at
+
+    def check_usable(self, now: datetime) -> None:
+        """Raise TokenUsed or TokenExpired unless the token may still be used."""
+        if self.used_at is not None:
+            raise TokenUsed(self)
+        if self.is_expired(now):
+            raise TokenExpired(self)
+
+    def spend(self, now: datetime) -> None:
+        """Use the token once; a used or expired token raises."""
+        self.check_usable(now)
+        self.used_at = now

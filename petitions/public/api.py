@@ -1,8 +1,7 @@
 """The public JSON API, v1: published letters and their verified counts, read only.
 
 No key and no cookies; any site may read it (CORS `*`). Answers are the same for everyone,
-so each process keeps them for `READ_CACHE_SECONDS` (`petitions.microcache`), still charging
-every request to the API's shared rate limit. Every answer is described by the
+so shared caches may keep them a few seconds (`petitions.caching`). Every answer is described by the
 OpenAPI document at /api/v1/openapi.json; errors are JSON (see `petitions.errors`), 400
 for a bad parameter and 404 for a slug that names no published letter.
 """
@@ -18,7 +17,6 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 
-from petitions import microcache
 from petitions.caching import conditional
 from petitions.db import get_session, utcnow
 from petitions.models import CountSnapshot, Petition
@@ -115,7 +113,6 @@ def _page_links(
 
 
 @bp.get("/petitions")
-@microcache.shared
 def petitions() -> Response:
     """Published letters, newest first, a page at a time."""
     page = _number("page", 1, 100_000)
@@ -135,7 +132,6 @@ def petitions() -> Response:
 
 
 @bp.get("/petitions/<slug>")
-@microcache.shared
 def petition(slug: str) -> Response:
     """One letter with its verified counts: total, per employer domain, supporters."""
     found = published(slug)
@@ -156,7 +152,6 @@ def petition(slug: str) -> Response:
 
 
 @bp.get("/petitions/<slug>/history", endpoint="history")
-@microcache.shared
 def history_series(slug: str) -> Response:
     """The letter's recorded counts as a time series, oldest first."""
     found = published(slug)
@@ -183,7 +178,6 @@ def _openapi_document(template_folder: str) -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
-@microcache.shared
 def openapi() -> Response:
     """The OpenAPI 3.1 document describing this API."""
     document = _openapi_document(str(current_app.template_folder))

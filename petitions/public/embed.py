@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, make_response, render_template, url_for
 
-from petitions import microcache
 from petitions.caching import conditional
 from petitions.db import get_session
 from petitions.models import Petition
@@ -89,7 +88,6 @@ def badge_svg(label: str, value: str) -> str:
 
 
 @bp.get("/p/<slug>/badge.svg")
-@microcache.shared
 def badge(slug: str) -> Response:
     """The letter's live count as an SVG badge, for READMEs and web pages."""
     petition = published(slug)
@@ -99,7 +97,6 @@ def badge(slug: str) -> Response:
 
 
 @bp.get("/p/<slug>/widget")
-@microcache.shared
 def widget(slug: str) -> Response:
     """A small page with the count, the progress and a link to sign; any site may frame it."""
     petition: Petition = published(slug)
@@ -116,7 +113,6 @@ def widget(slug: str) -> Response:
 
 
 @bp.get("/feed.atom", endpoint="feed")
-@microcache.shared
 def feed_atom() -> Response:
     """An Atom feed of newly published letters and of milestones passed."""
     entries = feed.entries(get_session())

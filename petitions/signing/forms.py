@@ -23,17 +23,12 @@ from wtforms.validators import (
 
 from petitions.fields import (
     FilledByAPerson,
-    bot_problem,
     email_field,
     form_started,
-    has_control_chars,
-    is_disposable,
     no_control_chars,
-    normalized_address,
     strip_text,
 )
 from petitions.models import Affiliation, Display, ReportKind
-from petitions.signing.service import SignRequest
 
 
 class SignForm(FlaskForm):
@@ -110,86 +105,6 @@ class SignForm(FlaskForm):
             ]
             return False
         return valid
-
-
-#: every field name the sign form sends
-SIGN_FIELDS = frozenset(
-    {
-        "csrf_token",
-        "name",
-        "email",
-        "job_title",
-        "team",
-        "affiliation",
-        "display",
-        "wants_updates",
-        "updates_email",
-        "website",
-        "started",
-        "submit",
-    }
-)
-_AFFILIATIONS = {choice.value: choice for choice in Affiliation}
-_DISPLAYS = {choice.value: choice for choice in Display}
-#: what BooleanField reads as unticked
-_UNTICKED = frozenset({"", "false"})
-
-
-def _text(value: str | None, longest: int) -> str | None:
-    """A stripped optional text field, or None when SignForm would refuse it."""
-    text = (value or "").strip()
-    if len(text) > longest or has_control_chars(text):
-        return None
-    return text
-
-
-def _address(value: str | None, disposable_ok: bool) -> str | None:
-    """A stripped, normalized address, or None when SignForm would refuse it (or it is empty)."""
-    text = _text(value, 254)
-    if not text:
-        return None
-    try:
-        address = normalized_address(text)
-    except ValueError:
-        return None
-    return None if not disposable_ok and is_disposable(address) else address
-
-
-def plain_sign_request(fields: dict[str, str]) -> SignRequest | None:
-    """What a filled-in sign form asks, checked by SignForm's rules without building it; None
-    for anything SignForm would refuse or that this does not judge, so the caller hands such a
-    form to SignForm, whose messages the person then sees. (The CSRF token is not checked
-    here.) Needs an app context. `tests/test_quicksign.py` holds the two to the same answers.
-    """
-    if not fields.keys() <= SIGN_FIELDS:
-        return None
-    if bot_problem(fields.get("website"), fields.get("started")):
-        return None
-    name, job_title, team = (_text(fields.get(key), 100) for key in ("name", "job_title", "team"))
-    email = _address(fields.get("email"), disposable_ok=False)
-    affiliation = _AFFILIATIONS.get(fields.get("affiliation", ""))
-    display = _DISPLAYS.get(fields.get("display", ""))
-    if name is None or job_title is None or team is None or email is None:
-        return None
-    if affiliation is None or display is None or (display.keeps_name and not name):
-        return None
-    wants_updates = fields.get("wants_updates") not in (None, *_UNTICKED)
-    updates_email = None
-    if fields.get("updates_email", "").strip():
-        updates_email = _address(fields["updates_email"], disposable_ok=True)
-        if updates_email is None:
-            return None
-    if wants_updates and not updates_email:
-        return None
-    return SignRequest(
-        email=email,
-        name=name,
-        job_title=job_title,
-        team=team,
-        affiliation=affiliation,
-        display=display,
-        updates_email=updates_email if wants_updates else None,
-    )
 
 
 class CodeForm(FlaskForm):

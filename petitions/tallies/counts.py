@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from petitions.db import Writes, execute_compiled
 from petitions.models import Display, Petition, PetitionCounter, Signature, SignatureState
 
 TOTAL = "total"
@@ -38,48 +35,24 @@ def bucket_names(employer_id: int | None, affiliation: str, display: str) -> lis
     return found
 
 
-@functools.cache
-def _adder(dialect: str, buckets: int) -> Any:
-    """The upsert that adds one delta to `buckets` counters of one shard, built once."""
+def add(session: Session, petition_id: int, buckets: list[str], delta: int) -> None:
+    """Add `delta` to each bucket, on one random shard, with one atomic multi-row upsert."""
+    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = PetitionCounter.__table__
-    statement = insert(table).values(
+    shard = random.randrange(current_app.config["COUNTER_SHARDS"])
+    # Sorted, so two transactions touching the same rows lock them in the same order.
+    statement = insert(PetitionCounter).values(
         [
-            {
-                "petition_id": bindparam("petition_id"),
-                "bucket": bindparam(f"bucket_{number}"),
-                "shard": bindparam("shard"),
-                "value": bindparam("delta"),
-            }
-            for number in range(buckets)
+            {"petition_id": petition_id, "bucket": bucket, "shard": shard, "value": delta}
+            for bucket in sorted(buckets)
         ]
     )
-    return statement.on_conflict_do_update(
-        index_elements=["petition_id", "bucket", "shard"],
-        set_={"value": table.c.value + statement.excluded.value},
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["petition_id", "bucket", "shard"],
+            set_={"value": PetitionCounter.value + statement.excluded.value},
+        )
     )
-
-
-def add(session: Writes, petition_id: int, buckets: list[str], delta: int) -> None:
-    """Add `delta` to each bucket, on one random shard, with one atomic multi-row upsert."""
-    connection = session.connection()
-    params = adding(petition_id, buckets, delta)
-    execute_compiled(connection, _adder(connection.dialect.name, len(buckets)), params)
-
-
-def adding(petition_id: int, buckets: list[str], delta: int) -> dict[str, Any]:
-    """The parameters that add `delta` to each bucket on one random shard: `petition_id`,
-    `shard`, `delta` and `bucket_0`, `bucket_1`, … (also those of `signing`'s one-statement
-    confirmation)."""
-    params: dict[str, Any] = {
-        "petition_id": petition_id,
-        "shard": random.randrange(current_app.config["COUNTER_SHARDS"]),
-        "delta": delta,
-    }
-    # Sorted, so two transactions touching the same rows lock them in the same order.
-    for number, bucket in enumerate(sorted(buckets)):
-        params[f"bucket_{number}"] = bucket
-    return params
 
 
 @dataclass
