@@ -33,6 +33,9 @@ def upgrade_database(app: Flask, revision: str = "heads") -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach the commands to `flask`."""
+    from petitions.mail.cli import register_mail_commands
+
+    register_mail_commands(app)
 
     @app.cli.group("db")
     def db_group() -> None:
@@ -53,31 +56,6 @@ def register_commands(app: Flask) -> None:
 
         command.downgrade(alembic_config(current_app), revision)
         click.echo(f"Database at {revision}.")
-
-    @app.cli.command("worker")
-    @click.option("--drain", is_flag=True, help="Send what is due now, then exit.")
-    @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls.")
-    def worker(drain: bool, interval: float) -> None:
-        """Deliver queued email over SMTP and purge expired pending signatures."""
-        from petitions.services import delivery
-
-        if drain:
-            report = delivery.drain(current_app)
-            click.echo(f"{report.sent} sent, {report.retried} to retry, {report.failed} failed.")
-            return
-        click.echo("Mail worker running; Ctrl+C stops it.")
-        delivery.run_forever(current_app, poll_interval=interval)
-
-    @app.cli.command("mail-status")
-    def mail_status() -> None:
-        """Show the outbox: how many messages are queued, sent and failed, and why they failed."""
-        from petitions.services.delivery import outbox_summary
-
-        with new_session(current_app, write=False) as session:
-            summary = outbox_summary(session)
-        click.echo(f"{summary.queued} queued, {summary.sent} sent, {summary.failed} failed.")
-        for line in summary.failures:
-            click.echo(f"failed: {line}")
 
     @app.cli.command("recount")
     def recount() -> None:

@@ -19,7 +19,7 @@ from config import TestingConfig
 from petitions import create_app
 from petitions.cli import upgrade_database
 from petitions.db import Base, get_engine, new_session
-from petitions.services import delivery
+from petitions.mail import worker as mail_worker
 from tests.mailbox import Mailbox
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -146,9 +146,9 @@ class Site:
         self.client = client
         self.mailbox = mailbox
 
-    def deliver(self) -> delivery.DeliveryReport:
+    def deliver(self) -> mail_worker.DeliveryReport:
         """Run the mail worker once (`worker --drain`)."""
-        return delivery.drain(self.app)
+        return mail_worker.drain(self.app)
 
     def post_form(self, page: str, action: str, data: dict[str, object], client=None):
         """GET `page` for its CSRF token, then POST `data` to `action`."""
@@ -213,7 +213,7 @@ class Site:
 
     def sign(self, slug: str, email: str, name: str = "Sam Signer", client=None, **extra: object):
         c = client or self.client
-        html = c.get(f"/p/{slug}").get_data(as_text=True)
+        html = c.get(f"/p/{slug}/sign").get_data(as_text=True)
         data = {"name": name, "email": email, "affiliation": "current", "display": "named", **extra}
         return c.post(f"/p/{slug}/sign", data={**sign_fields(html), **data})
 

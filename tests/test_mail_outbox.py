@@ -1,4 +1,4 @@
-"""The outbox keeps a template and a small context; the worker renders and writes the MIME.
+"""The outbox keeps a template and a small context; the worker renders it as MIME.
 
 Messages are read back from real SMTP servers: the shared test mailbox, or `RawServer`, which also
 keeps the bytes exactly as they arrived.
@@ -15,9 +15,9 @@ from sqlalchemy import insert, select
 from petitions.cli import alembic_config, upgrade_database
 from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
+from petitions.mail import worker as delivery
 from petitions.models import OutboxMessage, Petition, User
 from petitions.models.outbox import OutboxStatus
-from petitions.services import delivery
 from tests.conftest import csrf_from
 from tests.mailbox import RawServer
 
@@ -35,9 +35,9 @@ def raw_server(app):
 
 def _queue(app, recipient: str, template: str, **context) -> int:
     with app.test_request_context(), new_session(app) as session:
-        message_id = queue_email(session, recipient, template, **context)
+        message = queue_email(session, recipient, template, **context)
         session.commit()
-        return message_id
+        return message.id
 
 
 def _our_log(caplog) -> str:
@@ -45,14 +45,14 @@ def _our_log(caplog) -> str:
 
 
 def _row(app, message_id: int) -> OutboxMessage:
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         return session.get(OutboxMessage, message_id)
 
 
 def test_the_request_stores_a_template_and_context_and_the_worker_renders(site, app, caplog):
     slug = site.letter("A letter nobody may link to the signer")
     site.sign(slug, "quiet@example.com")
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         queued = session.scalars(
             select(OutboxMessage).where(OutboxMessage.recipient == "quiet@example.com")
         ).one()
@@ -102,7 +102,7 @@ def test_an_unknown_template_or_an_unstorable_value_is_refused_when_queued(app):
         _queue(app, "someone@example.net", "confirm_signatur")
     with pytest.raises(TypeError, match="cannot hold a object"):
         _queue(app, "someone@example.net", "already_signed", thing=object())
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         assert session.scalars(select(OutboxMessage)).all() == []
 
 
@@ -164,7 +164,7 @@ def test_a_server_without_smtputf8_defers_only_the_non_ascii_address(app):
         server.controller.stop()
     assert (report.sent, report.retried) == (1, 1)
     assert [recipient for recipient, _raw in server.received] == ["plain@example.net"]
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         waiting = session.scalars(
             select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED)
         ).one()
@@ -176,13 +176,15 @@ def test_a_refusal_that_quotes_the_address_is_kept_without_it(app, raw_server):
     raw_server.refuse_with = "554 5.7.1 <{address}>: Recipient address rejected"
     _queue(app, "Gone.Person@example.net", "already_signed")
     assert delivery.drain(app).failed == 1
-    status = app.test_cli_runner().invoke(args=["mail-status"]).output
+    result = app.test_cli_runner().invoke(args=["mail-status"])
+    assert result.exit_code == 0, result.exception
+    status = result.output
     assert "0 queued, 0 sent, 1 failed." in status
     assert "to @example.net" in status and "554" in status and "Recipient address" in status
     assert "gone.person" not in status.casefold()
 
 
-@pytest.mark.config(MAIL_MAX_ATTEMPTS=2, MAIL_RETRY_BASE=0)
+@pytest.mark.config(MAIL_RETRY_BASE=60, MAIL_RETRY_FOR=60)
 def test_a_message_that_cannot_be_rendered_is_retried_then_fails_alone(app, mailbox, caplog):
     with new_session(app) as session:
         broken = OutboxMessage(
@@ -195,10 +197,12 @@ def test_a_message_that_cannot_be_rendered_is_retried_then_fails_alone(app, mail
         session.commit()
     _queue(app, "fine@example.net", "already_signed")
     with caplog.at_level(logging.INFO):
-        # The first batch sends one and retries the other (due at once here), the second
-        # batch tries it again and gives up: MAIL_MAX_ATTEMPTS is 2.
-        report = delivery.drain(app)
-    assert (report.sent, report.retried, report.failed) == (1, 1, 1)
+        # The first pass sends one and retries the other a minute later; a minute on, the
+        # second try has used up MAIL_RETRY_FOR and the message fails.
+        first = delivery.drain(app)
+        second = delivery.drain(app, now=utcnow() + timedelta(seconds=61))
+    assert (first.sent, first.retried, first.failed) == (1, 1, 0)
+    assert (second.sent, second.retried, second.failed) == (0, 0, 1)
     assert [m.to for m in mailbox.messages] == ["fine@example.net"]
     failed = _row(app, broken.id)
     assert failed.status == OutboxStatus.FAILED
@@ -256,7 +260,7 @@ def test_messages_queued_before_the_upgrade_are_still_sent(app, mailbox):
     text_only = mailbox.last_to("textonly@example.net")
     assert text_only.message.get_content_type() == "text/plain"
     assert text_only.text.strip() == "Just text."
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         rows = session.scalars(select(OutboxMessage)).all()
     assert [row.status for row in rows] == [OutboxStatus.SENT] * 2
     assert all(
@@ -268,7 +272,7 @@ def test_a_downgrade_fails_unrendered_messages_instead_of_sending_them_empty(app
     message_id = _queue(app, "later@example.net", "already_signed")
     _at_revision(app, "0003")
     try:
-        with new_session(app, write=False) as session:
+        with new_session(app) as session:
             row = session.execute(
                 select(
                     OutboxMessage.__table__.c.status,
@@ -309,6 +313,6 @@ def test_each_call_site_queues_what_its_mail_shows(site, app):
     assert report.subject == 'A report about "Pay the night shift"'
     assert "My name is on this letter, but I did not sign it" in report.text
     assert "Not my name." in report.text
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         petition_id = session.scalars(select(Petition.id).where(Petition.slug == slug)).one()
     assert f"See it at http://undersigned.test/letters/{petition_id}" in report.text

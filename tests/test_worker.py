@@ -1,17 +1,24 @@
-"""The mail worker against a real SMTP server: delivery, retry, failure, several workers."""
+"""The mail worker against a real SMTP server: delivery, retry, failure, several workers, long
+outages, and putting failed mail back in the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
+from petitions.mail import worker as delivery
+from petitions.mail.cli import age
 from petitions.models import OutboxMessage
+from petitions.models.errors import InvalidTransition
 from petitions.models.outbox import OutboxStatus
-from petitions.services import delivery
 from tests.mailbox import Mailbox, free_port
 
 
@@ -23,8 +30,38 @@ def _queue(app, count: int, prefix: str = "person") -> None:
 
 
 def _messages(app) -> list[OutboxMessage]:
-    with new_session(app, write=False) as session:
+    with new_session(app) as session:
         return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def _cli(app, *args: str) -> str:
+    result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+class SlowHandler:
+    """An aiosmtpd handler that takes `delay` seconds over each message and notes on which
+    connection (the client's port) it came."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.received: list[tuple[str, int]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        self.received.extend((rcpt, session.peer[1]) for rcpt in envelope.rcpt_tos)
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def slow_server(app):
+    handler = SlowHandler(0.0)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    app.config["SMTP_PORT"] = controller.port
+    yield handler
+    controller.stop()
 
 
 def test_delivered_message_is_wiped_from_the_database(app, mailbox):
@@ -37,6 +74,21 @@ def test_delivered_message_is_wiped_from_the_database(app, mailbox):
     assert message.recipient is None and message.context is None
     assert message.subject is message.body_text is message.body_html is None
     assert message.recipient_domain == "example.net"
+
+
+def test_a_batch_goes_over_one_connection(app, slow_server):
+    app.config["MAIL_BATCH_SIZE"] = 30
+    _queue(app, 60)
+    with new_session(app) as session:
+        first = delivery.deliver_batch(app, session, "test-owner")
+        second = delivery.deliver_batch(app, session, "test-owner")
+    assert (first.sent, second.sent) == (30, 30)
+    connections = [port for _rcpt, port in slow_server.received]
+    assert len(set(connections[:30])) == 1 and len(set(connections[30:])) == 1
+    assert connections[0] != connections[30]
+    assert [rcpt for rcpt, _port in slow_server.received] == [
+        f"person{n}@example.net" for n in range(60)
+    ]
 
 
 @pytest.mark.config(SMTP_PORT=free_port())
@@ -59,6 +111,41 @@ def test_retries_when_the_smtp_server_is_down_then_delivers(app):
     assert all(m.status == OutboxStatus.SENT for m in _messages(app))
 
 
+@pytest.mark.config(SMTP_PORT=free_port(), MAIL_RETRY_BASE=30, MAIL_RETRY_MAX=600)
+def test_mail_survives_an_outage_longer_than_a_day(app):
+    """The old budget (8 attempts, 30 s doubling) gave up after about an hour."""
+    late = Mailbox()
+    late.port = app.config["SMTP_PORT"]
+    _queue(app, 3)
+    start = now = utcnow()
+    attempts = 0
+    while now < start + timedelta(hours=30):
+        report = delivery.drain(app, now=now)
+        assert (report.sent, report.failed) == (0, 0)
+        attempts += 1
+        now = min(m.next_attempt_at for m in _messages(app))
+    assert attempts > 150  # backoff capped at ten minutes
+    assert all(m.status == OutboxStatus.QUEUED for m in _messages(app))
+    assert "Oldest queued message" in _cli(app, "mail-status")
+
+    late.start()
+    try:
+        report = delivery.drain(app, now=now)
+    finally:
+        late.stop()
+    assert (report.sent, report.failed) == (3, 0)
+    assert sorted(m.to for m in late.messages) == [f"person{n}@example.net" for n in range(3)]
+
+
+def test_backoff_doubles_to_its_cap_and_gives_up_only_after_the_budget():
+    config = {"MAIL_RETRY_BASE": 30, "MAIL_RETRY_MAX": 600, "MAIL_RETRY_FOR": 86400}
+    delays = [delivery.retry_delay(config, n) for n in (1, 2, 3, 5, 6, 100)]
+    assert delays == [30, 60, 120, 480, 600, 600]
+    attempts = next(n for n in range(1, 1000) if delivery.gives_up(config, n))
+    waited = sum(delivery.retry_delay(config, n) for n in range(1, attempts))
+    assert 86400 <= waited < 86400 + 600
+
+
 def test_temporary_rejection_is_retried_with_backoff(app, mailbox):
     app.config["MAIL_RETRY_BASE"] = 60
     mailbox.reject_code = 451
@@ -67,14 +154,11 @@ def test_temporary_rejection_is_retried_with_backoff(app, mailbox):
     assert report.retried == 1
     [message] = _messages(app)
     assert message.status == OutboxStatus.QUEUED
-    assert message.next_attempt_at > utcnow()
-    # Not due yet: a drain now sends nothing.
+    assert message.next_attempt_at > utcnow() + timedelta(seconds=50)
+    # Not due yet: a drain now sends nothing; a minute later it does.
     mailbox.reject_code = None
     assert delivery.drain(app).sent == 0
-    with new_session(app) as session:
-        session.get(OutboxMessage, message.id).next_attempt_at = utcnow()
-        session.commit()
-    assert delivery.drain(app).sent == 1
+    assert delivery.drain(app, now=utcnow() + timedelta(seconds=61)).sent == 1
 
 
 def test_permanent_rejection_fails_visibly(app, mailbox):
@@ -84,10 +168,72 @@ def test_permanent_rejection_fails_visibly(app, mailbox):
     assert report.failed == 1
     [message] = _messages(app)
     assert message.status == OutboxStatus.FAILED
-    result = app.test_cli_runner().invoke(args=["mail-status"])
-    assert "0 queued, 0 sent, 1 failed." in result.output
-    assert "@example.net" in result.output and "550" in result.output
-    assert "gone0" not in result.output
+    output = _cli(app, "mail-status")
+    assert "0 queued, 0 sent, 1 failed." in output
+    assert "Nothing waits in the queue." in output
+    assert "@example.net" in output and "550" in output
+    assert "gone0" not in output
+
+
+def test_mail_status_shows_the_age_of_the_oldest_queued_message(app):
+    _queue(app, 2)
+    with new_session(app) as session:
+        oldest = session.scalars(select(OutboxMessage)).first()
+        oldest.created_at = utcnow() - timedelta(hours=3, minutes=20)
+        session.commit()
+    assert "Oldest queued message: 3 h 20 min old (queued " in _cli(app, "mail-status")
+    assert [age(s) for s in (5, 119, 720, 7199, 86400, 200000)] == [
+        "5 s",
+        "119 s",
+        "12 min",
+        "119 min",
+        "24 h 0 min",
+        "2 days 7 h",
+    ]
+
+
+def test_mail_retry_requeues_failed_mail_exactly_once(app, mailbox):
+    mailbox.reject_code = 550
+    _queue(app, 2, prefix="early")
+    assert delivery.drain(app).failed == 2
+    later = utcnow() + timedelta(hours=1)
+    _queue(app, 1, prefix="late")
+    assert delivery.drain(app, now=later).failed == 1
+    mailbox.reject_code = None
+
+    since = (later - timedelta(minutes=1)).isoformat()
+    assert "Put 1 failed message back in the queue." in _cli(app, "mail-retry", "--since", since)
+    assert "Put 0 failed messages back" in _cli(app, "mail-retry", "--since", since)
+    assert "Put 2 failed messages back in the queue." in _cli(app, "mail-retry")
+    assert "Put 0 failed messages back" in _cli(app, "mail-retry")
+    requeued = _messages(app)
+    assert all(m.status == OutboxStatus.QUEUED and m.attempts == 0 for m in requeued)
+
+    assert delivery.drain(app, now=later).sent == 3
+    assert sorted(m.to for m in mailbox.messages) == [
+        "early0@example.net",
+        "early1@example.net",
+        "late0@example.net",
+    ]
+    assert delivery.drain(app, now=later).sent == 0
+    bad = app.test_cli_runner().invoke(args=["mail-retry", "--since", "yesterday"])
+    assert bad.exit_code == 2 and "not an ISO time" in bad.output
+
+
+def test_a_transition_from_the_wrong_state_raises(app):
+    _queue(app, 1)
+    [message] = _messages(app)
+    with pytest.raises(InvalidTransition):
+        message.requeue(utcnow())
+    message.mark_sent(utcnow())
+    for transition in (
+        lambda: message.mark_sent(utcnow()),
+        lambda: message.retry("again", utcnow()),
+        lambda: message.fail("late", utcnow()),
+        lambda: message.release(),
+    ):
+        with pytest.raises(InvalidTransition):
+            transition()
 
 
 def test_several_workers_never_send_a_message_twice(app, mailbox):
@@ -112,39 +258,38 @@ def test_several_workers_never_send_a_message_twice(app, mailbox):
 
 def test_worker_command_drains(app, mailbox):
     _queue(app, 2)
-    result = app.test_cli_runner().invoke(args=["worker", "--drain"])
-    assert result.exit_code == 0, result.output
-    assert "2 sent" in result.output
+    assert "2 sent" in _cli(app, "worker", "--drain")
     assert len(mailbox.messages) == 2
 
 
-def test_signatures_are_not_held_up_while_a_batch_is_being_sent(app, mailbox, monkeypatch):
-    """On SQLite a batch's read once kept the write lock until every message had gone out."""
+def test_signatures_are_not_held_up_while_a_batch_is_being_sent(app, slow_server):
+    """On SQLite a batch's claim once kept the write lock until every message had gone out."""
+    slow_server.delay = 0.5
     _queue(app, 3)
-    send_all = delivery._send_all
-    finished: list[bool] = []
+    report: list[delivery.DeliveryReport] = []
 
-    def write_meanwhile() -> None:
-        with app.test_request_context(), new_session(app) as session:
-            queue_email(session, "meanwhile@example.net", "already_signed")
-            session.commit()
-        finished.append(True)
+    def send() -> None:
+        with new_session(app) as session:
+            report.append(delivery.deliver_batch(app, session, "test-owner"))
 
-    writers: list[threading.Thread] = []
-    waited: list[bool] = []
-
-    def sending(*args, **kwargs):
-        writers.append(threading.Thread(target=write_meanwhile))
-        writers[0].start()
-        writers[0].join(5)
-        waited.append(not finished)
-        return send_all(*args, **kwargs)
-
-    monkeypatch.setattr(delivery, "_send_all", sending)
-    with new_session(app) as session:
-        report = delivery.deliver_batch(app, session, "test-owner")
-    writers[0].join(30)
-    assert waited == [False], "a write waited for the batch being sent"
-    assert report.sent == 3
-    assert finished == [True]
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not any(m.lease_owner for m in _messages(app)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    with app.test_request_context(), new_session(app) as session:
+        queue_email(session, "meanwhile@example.net", "already_signed")
+        session.commit()
+    waited = time.monotonic() - started
+    sender.join(30)
+    assert waited < 0.4, "a write waited for the batch being sent"
+    assert report[0].sent == 3
     assert [m.status for m in _messages(app)] == [OutboxStatus.SENT] * 3 + [OutboxStatus.QUEUED]
+
+
+def test_the_worker_waits_after_a_short_batch_and_not_after_a_full_one():
+    full, short, empty = (delivery.DeliveryReport(sent=n) for n in (200, 15, 0))
+    assert delivery.pause_after(full, 200, 0.5, 0.2) == 0.0
+    assert delivery.pause_after(short, 200, 0.5, 0.2) == 0.2
+    assert delivery.pause_after(empty, 200, 0.5, 0.2) == 0.5
