@@ -117,6 +117,26 @@ def sign(session: Session, petition: Petition, request: SignRequest, now: dateti
     An address that already counts gets a decoy: a handle whose code nobody knows, and a short
     note in its own mailbox instead of a link. The statements are the same either way.
     """
+    signature_id, state = record_pending(session, petition, request, now)
+    pending = state == SignatureState.PENDING
+    issued = tokens.issue(
+        session, CONFIRM, now, signature_id=signature_id if pending else None, with_code=True
+    )
+    if pending:
+        _queue_confirmation(session, issued, request.email)
+    else:
+        queue_email(session, request.email, "already_signed")
+    session.flush()
+    return issued.handle
+
+
+def record_pending(
+    session: Session, petition: Petition, request: SignRequest, now: datetime
+) -> tuple[int, SignatureState]:
+    """Add (or refresh) the pending signature of an address; its id and state.
+
+    Both ways of proving an address start here, so they share "one signature per person".
+    """
     employer_id = check_allowed(petition, request.email)
     canonical = hashing.canonical_address(request.email)
     shown = request.display != Display.COUNTED
@@ -150,16 +170,7 @@ def sign(session: Session, petition: Petition, request: SignRequest, now: dateti
         .values(**details)
         .execution_options(synchronize_session=False)
     )
-    pending = state == SignatureState.PENDING
-    issued = tokens.issue(
-        session, CONFIRM, now, signature_id=signature_id if pending else None, with_code=True
-    )
-    if pending:
-        _queue_confirmation(session, issued, request.email)
-    else:
-        queue_email(session, request.email, "already_signed")
-    session.flush()
-    return issued.handle
+    return signature_id, state
 
 
 def _queue_confirmation(session: Session, issued: tokens.IssuedToken, email: str) -> None:
@@ -186,6 +197,13 @@ def _confirm(session: Session, token: Token, now: datetime) -> Confirmed:
     token.check_usable(now)
     if petition.state != PetitionState.OPEN:
         raise SigningClosed("This letter closed before the signature was confirmed.")
+    return count_signature(session, signature, petition, now)
+
+
+def count_signature(
+    session: Session, signature: Signature, petition: Petition, now: datetime
+) -> Confirmed:
+    """Confirm a pending signature whose address was just proven, by code, link or message."""
     signature.confirm(now)
     # Every confirmation link and code of this signature is spent now.
     session.execute(
