@@ -1,20 +1,28 @@
-"""The long-running mail worker as a real process: it delivers, and it survives outages."""
+"""The long-running mail worker as a real process: it delivers, survives outages, and stops
+cleanly when told to, as systemd, Docker and Kubernetes tell it on every deploy."""
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import os
+import signal
 import subprocess
+import threading
 import time
 
 import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
-from petitions.db import SQLITE_AUTOCHECKPOINT_PAGES, new_session, refresh_statistics
+from petitions.db import new_session
 from petitions.mail import queue_email
+from petitions.models import OutboxMessage
+from petitions.models.outbox import OutboxStatus
+from tests.mailbox import free_port
 from tests.servers import ROOT
 
 
-def _worker(database_url: str, smtp_port: int) -> subprocess.Popen:
+def _worker(database_url: str, smtp_port: int, **settings: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "UNDERSIGNED_ENV": "production",
@@ -23,6 +31,7 @@ def _worker(database_url: str, smtp_port: int) -> subprocess.Popen:
         "DATABASE_URL": database_url,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
+        **settings,
     }
     return subprocess.Popen(
         [str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker", "--interval", "0.2"],
@@ -42,24 +51,66 @@ def _stop(process: subprocess.Popen) -> str:
         return process.communicate()[1].decode(errors="replace")
 
 
-def test_worker_delivers_mail_queued_while_it_runs(app, database_url, mailbox):
-    worker = _worker(database_url, mailbox.port)
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class Counting:
+    """An aiosmtpd handler that takes `delay` seconds over each message and keeps whom each
+    one was for, duplicates included."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.received: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        with self.lock:
+            self.received.extend(envelope.rcpt_tos)
+        return "250 Message accepted"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+
+@pytest.fixture
+def counting():
+    handler = Counting()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    handler.port = controller.port
+    yield handler
+    controller.stop()
+
+
+def _queue(app, recipients: list[str]) -> None:
+    with app.test_request_context(), new_session(app) as session:
+        for address in recipients:
+            queue_email(session, address, "already_signed")
+        session.commit()
+
+
+def test_worker_delivers_mail_queued_while_it_runs(app, database_url, counting):
+    worker = _worker(database_url, counting.port)
     try:
         time.sleep(1)
-        with app.test_request_context(), new_session(app) as session:
-            queue_email(session, "late@example.net", "already_signed")
-            session.commit()
-        deadline = time.monotonic() + 20
-        while not mailbox.to("late@example.net") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(mailbox.to("late@example.net")) == 1
+        _queue(app, ["late@example.net"])
+        assert _wait_for(lambda: counting.count() == 1, 20)
+        assert counting.received == ["late@example.net"]
         assert worker.poll() is None
     finally:
         _stop(worker)
 
 
-def test_worker_keeps_running_while_the_database_is_down(mailbox):
-    worker = _worker("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", mailbox.port)
+def test_worker_keeps_running_while_the_database_is_down(counting):
+    worker = _worker("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", counting.port)
     try:
         time.sleep(4)
         assert worker.poll() is None  # still alive, retrying
@@ -68,106 +119,42 @@ def test_worker_keeps_running_while_the_database_is_down(mailbox):
     assert "worker pass failed" in errors
 
 
-def _main_file_digest(database_url: str) -> str:
-    path = database_url.removeprefix("sqlite:///")
-    with open(path, "rb") as main_file:
-        return hashlib.sha256(main_file.read()).hexdigest()
-
-
-def test_worker_checkpoints_the_sqlite_log_so_requests_need_not(app, database_url, mailbox):
-    """Commits leave their pages in the -wal file (web connections checkpoint only past
-    SQLITE_AUTOCHECKPOINT_PAGES); the running worker copies them into the database file within
-    seconds."""
-    if not database_url.startswith("sqlite:///"):
-        pytest.skip("SQLite only: PostgreSQL manages its own write-ahead log")
-    with app.app_context():
-        engine = app.extensions["db_engine"]
-        with engine.connect() as connection:
-            pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-            assert pages == SQLITE_AUTOCHECKPOINT_PAGES
-    worker = _worker(database_url, mailbox.port)
-    try:
-        time.sleep(2)  # the worker's first pass: purge, snapshot, its first checkpoint
-        before = _main_file_digest(database_url)
-        with app.test_request_context(), new_session(app) as session:
-            for number in range(50):
-                queue_email(session, f"wal{number}@example.net", "already_signed")
-            session.commit()
-        deadline = time.monotonic() + 15
-        while _main_file_digest(database_url) == before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _main_file_digest(database_url) != before
-    finally:
-        _stop(worker)
-
-
-def test_the_growing_tables_statistics_are_refreshed_when_due(app):
-    """PostgreSQL keeps a foreign-key check's plan, and a prepared statement's generic plan,
-    while its tables' statistics stand, so the worker analyzes `signatures`, `tokens` and
-    `outbox` once they have grown; SQLite has nothing to do."""
-    engine = app.extensions["db_engine"]
-    if engine.dialect.name != "postgresql":
-        assert refresh_statistics(engine) == []
-        return
-    refresh_statistics(engine)  # whatever the fixtures left due
-    with engine.connect() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO tokens (purpose, nonce_hash, handle, code_attempts, created_at,"
-            " expires_at) SELECT 'reset_password', md5('n' || i), 'stats-' || i, 0, now(),"
-            " now() FROM generate_series(1, 300) AS i"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO outbox (recipient_domain, status, attempts, next_attempt_at,"
-            " created_at) SELECT 'example.net', 'failed', 8, now(), now()"
-            " FROM generate_series(1, 300)"
-        )
-        connection.commit()
-        # Statistics reach the shared counters when the writing backend is next idle.
-        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        connection.commit()
-        connection.exec_driver_sql("SELECT 1")
-    assert refresh_statistics(engine) == ["outbox", "tokens"]
-    with engine.connect() as connection:
-        for table in ("outbox", "tokens"):
-            analyzed, changed = connection.exec_driver_sql(
-                "SELECT last_analyze IS NOT NULL, n_mod_since_analyze FROM pg_stat_user_tables"
-                " WHERE relname = %(table)s AND schemaname = current_schema()",
-                {"table": table},
-            ).one()
-            assert analyzed and changed == 0
-    assert refresh_statistics(engine) == []  # nothing new since
-
-
-class _Slept(BaseException):
-    """Ends `run_forever` at its first pause, with how long it meant to sleep."""
-
-
-def _first_pause(app, monkeypatch) -> float:
-    from petitions.services import delivery
-
-    def sleep(seconds: float) -> None:
-        raise _Slept(seconds)
-
-    monkeypatch.setattr(delivery.time, "sleep", sleep)
-    with pytest.raises(_Slept) as stopped:
-        delivery.run_forever(app, poll_interval=0.5, gather=0.2)
-    return stopped.value.args[0]
-
-
-@pytest.mark.config(MAIL_BATCH_SIZE=2)
-def test_the_worker_sends_full_batches_at_once_and_waits_after_a_short_one(
-    app, mailbox, monkeypatch
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_signal_mid_batch_stops_the_worker_cleanly_and_a_restart_sends_the_rest(
+    app, database_url, counting, stop_signal
 ):
-    with app.test_request_context(), new_session(app) as session:
-        for n in range(3):
-            queue_email(session, f"rush{n}@example.net", "already_signed")
-        session.commit()
-    # A full batch of two goes straight on to the next; the short one (one message) waits
-    # for more mail to gather instead of looking again at once.
-    assert _first_pause(app, monkeypatch) == 0.2
-    assert sorted(m.to for m in mailbox.messages) == [f"rush{n}@example.net" for n in range(3)]
+    recipients = [f"signer{number}@example.net" for number in range(120)]
+    _queue(app, recipients)
+    counting.delay = 0.05  # a batch of 120 takes six seconds
+    worker = _worker(database_url, counting.port, MAIL_BATCH_SIZE="120")
+    try:
+        assert _wait_for(lambda: counting.count() >= 10, 30), "the batch did not start"
+        worker.send_signal(stop_signal)
+        signalled = time.monotonic()
+        errors = worker.communicate(timeout=15)[1].decode(errors="replace")
+        stopped_in = time.monotonic() - signalled
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, errors
+    assert stopped_in < 3
+    delivered = counting.count()
+    assert delivered < len(recipients), "the batch ended before the signal"
+    with new_session(app) as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+    # What went out is marked sent, the message in flight included; the rest is given back.
+    assert sum(row.status == OutboxStatus.SENT for row in rows) == delivered
+    left = [row for row in rows if row.status == OutboxStatus.QUEUED]
+    assert len(left) == len(recipients) - delivered
+    assert all(row.lease_owner is None and row.attempts == 0 for row in left)
 
-
-def test_the_worker_polls_at_its_interval_when_nothing_is_queued(app, mailbox, monkeypatch):
-    assert _first_pause(app, monkeypatch) == 0.5
-    assert mailbox.messages == []
+    counting.delay = 0.0
+    restarted = _worker(database_url, counting.port)
+    try:
+        started = time.monotonic()
+        assert _wait_for(lambda: set(counting.received) == set(recipients), 15)
+        assert time.monotonic() - started < 10
+    finally:
+        _stop(restarted)
+    duplicates = len(counting.received) - len(set(counting.received))
+    assert duplicates <= 1

@@ -145,10 +145,12 @@ class _Batch:
                 self.permanent(message, f"rejected: {detail}")
             else:
                 self.temporary(message, f"temporary: {detail}")
+            if exc.smtp_code == 421:  # the server is closing the connection (RFC 5321)
+                return False
         else:
             self.temporary(message, f"{type(exc).__name__}: {exc}")
             return False
-        return smtp.sock is not None  # smtplib closes the connection on a 421
+        return smtp.sock is not None  # smtplib itself closes it after some 421s
 
     def send_all(
         self, smtp: smtplib.SMTP, messages: list[OutboxMessage], stop: threading.Event | None
