@@ -19,6 +19,7 @@ __all__ = [
     "Petition",
     "PetitionCounter",
     "PetitionState",
+    "ProofPhrase",
     "Report",
     "ReportKind",
     "Signature",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from petitions.db import Base, UTCDateTime, utcnow
 from petitions.models.errors import InvalidTransition
+from petitions.models.signature import forget_addresses
 
 
 class PetitionState(enum.StrEnum):

@@ -1,15 +1,25 @@
-"""Signatures: pending until the emailed token is used, then confirmed and address-free."""
+"""Signatures: pending until the address is proven, then confirmed and address-free."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from petitions.db import Base, UTCDateTime, utcnow
 from petitions.models.errors import InvalidTransition
+from petitions.models.token import Token
 
 
 class SignatureState(enum.StrEnum):
@@ -45,7 +55,8 @@ class Signature(Base):
     """One person's signature on one letter.
 
     While pending it holds the verification address (to send the link). Confirming
-    replaces it with the keyed hash, which alone refuses a second signature.
+    replaces it with the keyed hash, which alone refuses a second signature; closing the
+    letter erases the hash too (`forget_addresses`).
     """
 
     __tablename__ = "signatures"
@@ -57,8 +68,9 @@ class Signature(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id", ondelete="CASCADE"))
     state: Mapped[SignatureState] = mapped_column(String(10), default=SignatureState.PENDING)
-    #: HMAC of the canonical address (case folded, +tag removed); unique per letter
-    address_hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC of the canonical address (case folded, +tag removed); unique per letter while it
+    #: is open, None once it closed: then nothing here can be tested against a directory
+    address_hash: Mapped[str | None] = mapped_column(String(64))
     #: the verification address, kept only while pending
     email: Mapped[str | None] = mapped_column(String(254))
     #: domain of the verification address, kept in clear for the counts
@@ -73,8 +85,11 @@ class Signature(Base):
     name: Mapped[str | None] = mapped_column(String(100))
     job_title: Mapped[str | None] = mapped_column(String(100))
     team: Mapped[str | None] = mapped_column(String(100))
-    #: optional personal address for updates, never shown to organizers
-    updates_email: Mapped[str | None] = mapped_column(String(254))
+    #: the personal address for updates, sealed under UPDATES_KEY, kept only until the worker
+    #: moves it to the subscriber store (petitions.signing.subscribers)
+    updates_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the withdrawal link and code for the "signed" email to that address, sealed likewise
+    withdrawal_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -95,3 +110,30 @@ class Signature(Base):
         """Check that a signature may be withdrawn: only a confirmed one has a withdrawal link."""
         if not self.is_confirmed:
             raise InvalidTransition("This signature was never confirmed.")
+
+
+def forget_addresses(session: Session, petition_id: int) -> None:
+    """Erase every address and address hash behind a letter's signatures (as it closes).
+
+    Pending signatures, which hold the address itself and can no longer count, go with their
+    tokens; confirmed ones keep their count, public name and withdrawal token.
+    """
+    pending = select(Signature.id).where(
+        Signature.petition_id == petition_id, Signature.state == SignatureState.PENDING
+    )
+    session.execute(
+        delete(Token)
+        .where(Token.signature_id.in_(pending))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Signature)
+        .where(Signature.petition_id == petition_id, Signature.state == SignatureState.PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Signature)
+        .where(Signature.petition_id == petition_id, Signature.address_hash.is_not(None))
+        .values(address_hash=None)
+        .execution_options(synchronize_session=False)
+    )
