@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from petitions.db import Base, UTCDateTime, utcnow
 from petitions.models.errors import InvalidTransition
@@ -126,11 +126,16 @@ class Petition(Base):
         self.published_at = now
 
     def close(self, now: datetime) -> None:
-        """Stop signing; the page stays up with the final count."""
+        """Stop signing and, in the same transaction, erase every address hash of its
+        signatures (every way of closing comes here); the page stays up with the final count."""
         if not self.is_open:
             raise InvalidTransition("Only an open letter can be closed.")
+        session = object_session(self)
+        if session is None:
+            raise InvalidTransition("A letter closes only inside a database session.")
         self.state = PetitionState.CLOSED
         self.closed_at = now
+        forget_addresses(session, self.id)
 
     @property
     def is_public(self) -> bool:
