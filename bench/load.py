@@ -1,8 +1,8 @@
-"""Driving load with wrk and reading what its scripts report.
+"""Load from wrk: run one of bench/lua's scripts and read the summary line it prints.
 
-wrk's Lua scripts (bench/lua/) end every run with one `BENCH_JSON {...}` line, parsed here.
-Gunicorn's sync workers close the connection after each response, so wrk reconnects for every
-request, as browsers behind a proxy without keep-alive would.
+Every request comes from its own client address, sent in X-Forwarded-For: through nginx as
+one address (nginx adds its own), straight to gunicorn as two, so that the app, trusting two
+proxies (TRUSTED_PROXIES=2), always sees a crowd, as its per-address limits would in production.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _runs = itertools.count()
 
 @dataclass(frozen=True)
 class Load:
-    """How hard to push: connections, wrk threads, and how long."""
+    """How hard to push: connections, wrk threads, and seconds of warm-up and measure."""
 
     connections: int
     threads: int
@@ -73,9 +73,11 @@ def wrk(
     connections: int,
     threads: int,
     args: list[str] | tuple[str, ...] = (),
-    timeout_s: float = 30.0,
+    direct: bool = False,
+    env: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run wrk with `bench/lua/<script>` for `seconds` and return its summary."""
+    """Run wrk with `bench/lua/<script>` against `url` for `seconds`; `direct` when `url`
+    is gunicorn's own, not nginx's; `env` for the script (BENCH_INTERVAL paces sign.lua)."""
     if not Path(WRK).exists():
         raise WrkFailed("wrk is not installed: apt-get install -y wrk")
     whole_seconds = max(1, round(seconds))
@@ -84,20 +86,26 @@ def wrk(
         f"--threads={threads}",
         f"--connections={max(connections, threads)}",
         f"--duration={whole_seconds}s",
-        f"--timeout={timeout_s:g}s",
+        "--timeout=30s",
         f"--script={LUA / script}",
         url,
         "--",
         *args,
     ]
+    env = {
+        **os.environ,
+        "BENCH_CLIENT_BLOCK": str(next(_runs) * 4),
+        "BENCH_PROXY": ", 127.0.0.1" if direct else "",
+        **(env or {}),
+    }
     try:
         done = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            timeout=whole_seconds + 30,
+            timeout=whole_seconds + 60,
             check=False,
-            env={**os.environ, "BENCH_CLIENT_BLOCK": str(next(_runs) * 4)},
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         raise WrkFailed(f"wrk {script} did not finish") from exc
@@ -106,7 +114,6 @@ def wrk(
         raise WrkFailed(f"wrk {script} failed ({done.returncode}): {done.stdout}{done.stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     if data["requests"] == 0 or data["p99_us"] == 0:
-        # No answer at all, or none in time: wrk recorded no latency to speak of.
         data.update(p50_us=math.nan, p99_us=math.nan, max_us=math.nan)
     return WrkResult(
         requests=data["requests"],

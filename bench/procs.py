@@ -1,8 +1,5 @@
-"""Child processes of a benchmark run: gunicorn, the mail worker, the SMTP sink, `flask` commands.
-
-Every child gets its own process group, so stopping one stops its workers too, and every wait
-has a deadline. `Children.stop_all()` runs in a `finally`, so nothing outlives the run.
-"""
+"""Child processes of a bench run (gunicorn, nginx, the mail worker, the SMTP sink) and
+small HTTP and /proc helpers. Every child gets its own process group and a log file."""
 
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 
 
 class BenchError(RuntimeError):
-    """Something the benchmark needs did not work: the run cannot go on."""
+    """Something the bench needs did not work: the run cannot go on."""
 
 
 def free_port() -> int:
@@ -34,41 +31,20 @@ def free_port() -> int:
 
 
 def production_workers(database_url: str) -> int:
-    """The workers production gets for `database_url` when WEB_CONCURRENCY is unset:
-    gunicorn.conf.py's `default_workers`, or 2 x cores + 1 (at most 8) without that file."""
-    cores = os.cpu_count() or 1
-    if GUNICORN_CONF.exists():
-        return int(runpy.run_path(str(GUNICORN_CONF))["default_workers"](database_url, cores))
-    return min(2 * cores + 1, 8)
-
-
-def gunicorn_command(app_spec: str, port: int, workers: int) -> list[str]:
-    """The production command; if gunicorn.conf.py is not there, flags that say the same."""
-    if GUNICORN_CONF.exists():
-        return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONF), app_spec]
-    return [
-        str(BIN / "gunicorn"),
-        f"--bind=127.0.0.1:{port}",
-        f"--workers={workers}",
-        "--worker-class=sync",
-        "--timeout=30",
-        "--max-requests=10000",
-        "--max-requests-jitter=1000",
-        app_spec,
-    ]
+    """gunicorn.conf.py's `default_workers`: what production starts for this database."""
+    rule = runpy.run_path(str(GUNICORN_CONF))["default_workers"]
+    return int(rule(database_url, os.cpu_count() or 1))
 
 
 @dataclass
 class Children:
-    """The long-running children of a run, by name, with their logs."""
+    """The long-running children of a run, by name; output to `<log_dir>/<name>.log`."""
 
     log_dir: Path
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start `command` in its own process group, output to `<log_dir>/<name>.log`."""
-        if name in self.running:
-            raise BenchError(f"{name} is already running")
+        """Start `command` in its own process group."""
         with (self.log_dir / f"{name}.log").open("ab") as log:
             child = subprocess.Popen(
                 command,
@@ -88,20 +64,18 @@ class Children:
                 raise BenchError(f"{name} exited with {child.returncode}; see {name}.log")
 
     def stop(self, name: str, timeout: float = 15) -> None:
-        """SIGTERM the child, then SIGKILL its whole process group after `timeout` at most."""
+        """SIGTERM the child (gunicorn and nginx stop their workers), then SIGKILL its group."""
         child = self.running.pop(name, None)
         if child is None:
             return
         if child.poll() is None:
-            # The leader alone: gunicorn's master then stops its workers gracefully.
             child.terminate()
             try:
                 child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(child.pid, signal.SIGKILL)
+                _kill_group(child.pid)
                 child.wait(timeout=timeout)
-        # Whatever is left in the group (workers of a master that died) goes too.
-        _signal_group(child.pid, signal.SIGKILL)
+        _kill_group(child.pid)
 
     def stop_all(self) -> None:
         """Stop every child, newest first."""
@@ -109,23 +83,9 @@ class Children:
             self.stop(name)
 
 
-def _signal_group(pgid: int, signum: int) -> None:
+def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def wait_for_http(port: int, path: str = "/", timeout: float = 30) -> None:
-    """Wait until something answers HTTP on 127.0.0.1:`port` (any status)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status, _, _ = http_get(port, path, timeout=2)
-            if status < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout:.0f} s")
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def http_get(
@@ -142,6 +102,17 @@ def http_get(
         connection.close()
 
 
+def wait_for_http(port: int, path: str = "/", timeout: float = 60) -> None:
+    """Wait until 127.0.0.1:`port` answers `path` with anything below 500."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if http_get(port, path, timeout=2)[0] < 500:
+                return
+        time.sleep(0.1)
+    raise BenchError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout:.0f} s")
+
+
 def run_command(
     command: list[str], env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess[str]:
@@ -153,15 +124,18 @@ def run_command(
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"`{' '.join(command[-3:])}` took longer than {timeout:.0f} s") from exc
     if done.returncode != 0:
-        raise BenchError(
-            f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        )
+        raise BenchError(f"`{' '.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
     return done
 
 
 def flask_command(*args: str) -> list[str]:
     """`flask --app wsgi ARGS` with the venv's flask."""
     return [str(BIN / "flask"), "--app", "wsgi", *args]
+
+
+def gunicorn_command(app_spec: str) -> list[str]:
+    """The production command: `gunicorn -c gunicorn.conf.py APP`."""
+    return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONF), app_spec]
 
 
 def children_of(pid: int) -> list[int]:
@@ -175,18 +149,15 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         # The command name may hold spaces or parentheses; fields after the last ')' are fixed.
-        parent = int(stat.rpartition(")")[2].split()[1])
-        if parent == pid:
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
             found.append(int(entry.name))
     return sorted(found)
 
 
 def rss_mb(pid: int) -> float | None:
     """Resident set size of a process in MB (VmRSS), or None once it is gone."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        return None
     return None

@@ -1,4 +1,4 @@
--- Shared by every bench script: thread ids, a clock, and the summary as one JSON line.
+-- Shared by every bench script: thread ids, a clock, client addresses, the summary line.
 -- wrk loads a script once per thread (each in its own Lua state) and once in its main state.
 local ffi = require("ffi")
 ffi.cdef([[
@@ -6,39 +6,32 @@ typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
 int clock_gettime(int clock_id, bench_timespec *tp);
 ]])
 local timespec = ffi.new("bench_timespec")
-local REALTIME, MONOTONIC = 0, 1
-
--- Seconds on the wall clock (comparable with Python's time.time()).
-function bench_wall_time()
-  ffi.C.clock_gettime(REALTIME, timespec)
-  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) / 1e9
-end
 
 -- Seconds on a clock that never jumps, for pacing.
 function bench_monotonic()
-  ffi.C.clock_gettime(MONOTONIC, timespec)
+  ffi.C.clock_gettime(1, timespec)
   return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) / 1e9
 end
 
--- A different client address for every request, for X-Forwarded-For: a crowd, not one host,
--- so per-address rate limits see what they would see in production. Each wrk run gets its own
--- block of first octets (BENCH_CLIENT_BLOCK) and each thread one octet of it.
+-- A different client address for every request, sent as X-Forwarded-For (see bench/load.py):
+-- each wrk run gets its own block of first octets, each thread one octet of it. BENCH_PROXY
+-- adds the proxy nginx would add when wrk talks to gunicorn directly.
 local clients = 0
 local block = tonumber(os.getenv("BENCH_CLIENT_BLOCK") or "0")
-function next_client_address()
+local proxy = os.getenv("BENCH_PROXY") or ""
+function forwarded_for()
   clients = clients + 1
   local first = 11 + (block + id) % 200
   if first >= 127 then
     first = first + 1
   end
-  return string.format("%d.%d.%d.%d", first, math.floor(clients / 65536) % 256,
-    math.floor(clients / 256) % 256, clients % 256)
+  return string.format("%d.%d.%d.%d%s", first, math.floor(clients / 65536) % 256,
+    math.floor(clients / 256) % 256, clients % 256, proxy)
 end
 
--- Defaults for the main state, where wrk calls request() once to check it without init().
+-- Defaults for the main state, where wrk calls request() once without init().
 id = 0
 exhausted = 0
-
 local threads = {}
 
 function setup(thread)

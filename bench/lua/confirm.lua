@@ -28,6 +28,6 @@ function request()
     exhausted = exhausted + 1
     link = "spent"
   end
-  headers["X-Forwarded-For"] = next_client_address()
+  headers["X-Forwarded-For"] = forwarded_for()
   return wrk.format("POST", "/c/" .. link, headers, body)
 end

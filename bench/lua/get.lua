@@ -14,7 +14,7 @@ function init(args)
 end
 
 function request()
-  headers["X-Forwarded-For"] = next_client_address()
+  headers["X-Forwarded-For"] = forwarded_for()
   if #paths == 0 then
     return wrk.format("GET", nil, headers, nil)
   end

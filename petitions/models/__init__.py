@@ -20,7 +20,6 @@ __all__ = [
     "Petition",
     "PetitionCounter",
     "PetitionState",
-    "ProofPhrase",
     "Report",
     "ReportKind",
     "Signature",
