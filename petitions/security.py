@@ -51,7 +51,7 @@ def limit_blueprint(app: Flask, name: str, limit: str) -> None:
     """Put one limit, shared by all its routes, on every route of a blueprint (the API)."""
     blueprint = app.blueprints.get(name)
     if blueprint is not None:
-        limiter.limit(limit, scope=name)(blueprint)
+        limiter.shared_limit(limit, scope=name)(blueprint)
 
 
 def _security_headers(response: Response) -> Response:

@@ -114,7 +114,7 @@ def _count(app) -> int:
 
 
 def _sign_with(site, slug, **overrides):
-    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    html = site.client.get(f"/p/{slug}/sign").get_data(as_text=True)
     data = {
         **sign_fields(html),
         "name": "Bot",

@@ -19,7 +19,7 @@ def test_error_pages_share_the_site_look(client):
         response = client.get(path)
         assert response.status_code == status
         assert 'class="site-header"' in response.get_data(as_text=True)
-    response = client.get("/p/x/sign")
+    response = client.get("/confirm/code")
     assert response.status_code == 405
     assert "Allow" in response.headers
 
@@ -42,7 +42,7 @@ def test_post_without_csrf_is_refused_and_changes_nothing(site, app):
 
 def test_bad_sign_input_is_a_form_error(site, app):
     slug = site.letter()
-    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    html = site.client.get(f"/p/{slug}/sign").get_data(as_text=True)
     fields = sign_fields(html)
     queued_before = _rows(app, OutboxMessage)
     cases = [
@@ -65,7 +65,7 @@ def test_bad_sign_input_is_a_form_error(site, app):
 
 def test_oversized_request_is_413(site):
     slug = site.letter()
-    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    html = site.client.get(f"/p/{slug}/sign").get_data(as_text=True)
     response = site.client.post(
         f"/p/{slug}/sign", data={"csrf_token": csrf_from(html), "name": "x" * 300_000}
     )
@@ -75,7 +75,7 @@ def test_oversized_request_is_413(site):
 
 def test_bad_codes_and_handles_are_form_errors(site):
     slug = site.letter()
-    html = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    html = site.client.get(f"/p/{slug}/sign").get_data(as_text=True)
     token = csrf_from(html)
     for data in [
         {"handle": "", "code": "1234-5678"},

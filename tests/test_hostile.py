@@ -70,7 +70,7 @@ def letter(site):
 @SETTINGS
 @given(name=hostile, email=hostile, title=hostile, team=hostile, display=hostile)
 def test_sign_form(site, app, letter, name, email, title, team, display):
-    html = site.client.get(f"/p/{letter}").get_data(as_text=True)
+    html = site.client.get(f"/p/{letter}/sign").get_data(as_text=True)
     before = _rows(app)
     data = {
         **sign_fields(html),
@@ -130,7 +130,7 @@ def test_register_and_login_forms(client, app, email, password, name):
 @SETTINGS
 @given(handle=hostile, code=hostile, message=hostile, kind=hostile)
 def test_code_withdraw_and_report_forms(site, app, letter, handle, code, message, kind):
-    html = site.client.get(f"/p/{letter}").get_data(as_text=True)
+    html = site.client.get(f"/p/{letter}/sign").get_data(as_text=True)
     token = csrf_from(html)
     for path, data in [
         ("/confirm/code", {"handle": handle, "code": code}),

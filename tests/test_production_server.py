@@ -32,7 +32,7 @@ def test_four_workers_take_concurrent_signatures_without_errors(site, app, datab
                 urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
             )
             for attempt in range(5):
-                html = opener.open(f"{base}/p/{slug}").read().decode()
+                html = opener.open(f"{base}/p/{slug}/sign").read().decode()
                 fields = dict(
                     re.findall(r'name="(csrf_token|started)" type="hidden" value="([^"]+)"', html)
                 )

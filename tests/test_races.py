@@ -70,7 +70,7 @@ def test_ten_concurrent_signs_with_one_address_make_one_signature(site, app):
         client = app.test_client()
 
         def prepare():
-            return sign_fields(client.get(f"/p/{slug}").get_data(as_text=True))
+            return sign_fields(client.get(f"/p/{slug}/sign").get_data(as_text=True))
 
         def act(fields):
             data = {
@@ -131,7 +131,7 @@ def test_parallel_wrong_codes_get_no_more_tries_than_the_limit(site, app):
         client = app.test_client()
 
         def prepare():
-            html = client.get(f"/p/{slug}").get_data(as_text=True)
+            html = client.get(f"/p/{slug}/sign").get_data(as_text=True)
             return csrf_from(html)
 
         def act(token):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select, text
 
-from petitions import tokens as token_service
+from petitions import tokens
 from petitions.db import get_engine, new_session, utcnow
 from petitions.models import Token, TokenPurpose, User
 
@@ -43,14 +43,14 @@ def _statements_of(app, call):
 def test_a_withdrawal_code_is_found_through_the_code_index(app):
     now = utcnow()
     with app.app_context(), new_session(app) as session:
-        issued = token_service.issue(session, TokenPurpose.WITHDRAW_SIGNATURE, now, long_code=True)
+        issued = tokens.issue(session, TokenPurpose.WITHDRAW_SIGNATURE, now, long_code=True)
         session.commit()
         code = issued.code
 
     def find():
         with app.app_context(), new_session(app) as session:
-            found = token_service.find_by_long_code(session, TokenPurpose.WITHDRAW_SIGNATURE, code)
-            assert found is not None and found.handle == issued.values["handle"]
+            found = tokens.find_by_long_code(session, TokenPurpose.WITHDRAW_SIGNATURE, code)
+            assert found is not None and found.handle == issued.handle
 
     (sql, params), *_ = [s for s in _statements_of(app, find) if "code_hash =" in s[0]]
     assert "ix_tokens_code_hash" in _plan(app, sql.replace(" FOR UPDATE", ""), params)
@@ -58,11 +58,11 @@ def test_a_withdrawal_code_is_found_through_the_code_index(app):
 
 def test_other_purposes_take_no_standalone_code(app):
     with app.app_context():
-        with pytest.raises(ValueError, match="standalone"):
-            token_service.prepare(TokenPurpose.CONFIRM_ACCOUNT, utcnow(), long_code=True)
         with new_session(app) as session:
+            with pytest.raises(ValueError, match="standalone"):
+                tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, utcnow(), long_code=True)
             assert (
-                token_service.find_by_long_code(
+                tokens.find_by_long_code(
                     session, TokenPurpose.CONFIRM_ACCOUNT, "ABCD-EFGH-JKLM-NPQR"
                 )
                 is None
@@ -80,11 +80,9 @@ def test_an_accounts_tokens_are_found_through_the_account_index_and_go_with_it(a
         )
         session.add(user)
         session.flush()
-        token_service.issue(
-            session, TokenPurpose.RESET_PASSWORD, now, user_id=user.id, max_age=3600
-        )
+        tokens.issue(session, TokenPurpose.RESET_PASSWORD, now, user_id=user.id, max_age=3600)
         # A signer's token holds no account and sits in no account index.
-        token_service.issue(session, TokenPurpose.CONFIRM_SIGNATURE, now)
+        tokens.issue(session, TokenPurpose.CONFIRM_SIGNATURE, now)
         session.commit()
         user_id = user.id
 
