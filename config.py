@@ -60,6 +60,10 @@ class Config:
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     #: a sign form sent back sooner than this after it was shown is refused (bots)
     SIGN_MIN_SECONDS = float(os.environ.get("SIGN_MIN_SECONDS", "2"))
+    #: DNS server ("ip:port") asked for the DKIM keys of messages signers send; empty: the system's
+    DKIM_NAMESERVER = os.environ.get("DKIM_NAMESERVER", "")
+    #: seconds a DKIM key lookup may take before the signer is asked to try again
+    DKIM_DNS_TIMEOUT = float(os.environ.get("DKIM_DNS_TIMEOUT", "5"))
 
     DEV_MAILBOX = False
     DEV_MAILBOX_DIR = str(INSTANCE_DIR / "mailbox")

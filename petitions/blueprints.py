@@ -16,10 +16,12 @@ def register_blueprints(app: Flask) -> None:
     from petitions.moderation import views as moderation
     from petitions.public import api, embed
     from petitions.public import views as public
+    from petitions.signing import proof_views
     from petitions.signing import views as signing
 
     for module in (health, accounts, letters, public, signing, api, embed, moderation, reports):
         app.register_blueprint(module.bp)
+    app.register_blueprint(proof_views.bp)
     if app.config.get("DEV_MAILBOX"):
         from petitions import devmail
 

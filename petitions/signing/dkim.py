@@ -1,0 +1,230 @@
+"""Checking a message the signer sent themself: its DKIM signature, its From and its Date.
+
+The raw message is read from memory and dropped after the check: nothing of it is stored,
+and dkimpy's log (whose tags may name the sender) goes nowhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+import dkim
+import dns.exception
+import dns.resolver
+
+from petitions.models.errors import DomainError
+
+#: the largest message checked (the request itself is capped below it, see proof_views)
+MAX_MESSAGE_BYTES = 200 * 1024
+#: how far a message's Date may be ahead of our clock
+CLOCK_SKEW = timedelta(minutes=5)
+
+#: dkimpy logs a signature's tags, whose i= may hold the signer's address: that log goes nowhere
+_QUIET = logging.getLogger(f"{__name__}.dkimpy")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+_FORWARD_SUBJECT = re.compile(r"\s*(fwd?|tr|wg|rv|enc)\s*:", re.IGNORECASE)
+_FORWARD_MARKERS = ("forwarded message", "original message", "begin forwarded message")
+
+
+class ProofRefused(DomainError):
+    """The message cannot prove the address; the text says what to do instead."""
+
+
+class DnsUnavailable(ProofRefused):
+    """The signing domain's key could not be looked up now: try again."""
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What a checked message proves: who sent it, from where, when, and what it says."""
+
+    address: str
+    signing_domain: str
+    sent_at: datetime
+    text: str
+
+
+def txt_lookup(nameserver: str, timeout: float) -> Callable[..., bytes | None]:
+    """dkimpy's `dnsfunc`: the DKIM key record at a name, through `nameserver` ("host:port",
+    empty for the system's). A name without a key is None; an unanswered lookup raises."""
+    try:
+        resolver = dns.resolver.Resolver(configure=not nameserver)
+    except dns.exception.DNSException as exc:
+        raise DnsUnavailable(_TRY_AGAIN) from exc
+    if nameserver:
+        host, _, port = nameserver.rpartition(":")
+        resolver.nameservers = [host.strip("[]")]
+        resolver.port = int(port)
+
+    def lookup(name: bytes, timeout: float = timeout) -> bytes | None:
+        try:
+            answer = resolver.resolve(name.decode("ascii"), "TXT", lifetime=timeout, search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DnsUnavailable(_TRY_AGAIN) from exc
+        records = [b"".join(record.strings) for record in answer]
+        return next((record for record in records if b"p=" in record), None)
+
+    return lookup
+
+
+_TRY_AGAIN = (
+    "We could not look up your employer's mail signing key just now. Nothing was saved:"
+    " please try again in a minute."
+)
+
+
+def employer_domain(domain: str, listed: Sequence[str]) -> str | None:
+    """The listed domain that `domain` is, or is a subdomain of."""
+    domain = domain.casefold().rstrip(".")
+    for candidate in listed:
+        if domain == candidate or domain.endswith("." + candidate):
+            return candidate
+    return None
+
+
+def check_message(
+    raw: bytes,
+    listed: Sequence[str],
+    now: datetime,
+    dnsfunc: Callable[..., bytes | None],
+    max_age: timedelta,
+) -> SentMessage:
+    """Check a raw message; what it proves, or ProofRefused saying why it proves nothing."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProofRefused(
+            "This message is too large. Send a short message with only the phrase, no attachments."
+        )
+    raw = raw.lstrip()
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    if not message.get_all("from"):
+        raise ProofRefused(
+            "This does not look like a whole email message. Save the message itself (“Show"
+            " original”, “Download message” or “Save as .eml”) and upload that file."
+        )
+    forwarded = _looks_forwarded(message)
+    signing_domain = _verified_domain(raw, listed, dnsfunc, forwarded)
+    address = _sender(message, listed, signing_domain)
+    sent_at = _sent_at(message, now, max_age)
+    return SentMessage(address, signing_domain, sent_at, _text_of(message))
+
+
+def _verified_domain(
+    raw: bytes, listed: Sequence[str], dnsfunc: Callable[..., bytes | None], forwarded: bool
+) -> str:
+    """The domain of a valid DKIM signature by a listed employer covering From, Date and body."""
+    try:
+        checker = dkim.DKIM(raw, logger=_QUIET, minkey=1024)
+    except dkim.DKIMException:
+        raise ProofRefused("This message could not be read. Upload the file as saved.") from None
+    headers = [value for name, value in checker.headers if name.lower() == b"dkim-signature"]
+    verified: list[str] = []
+    for index in range(len(headers)):
+        try:
+            valid = checker.verify(idx=index, dnsfunc=dnsfunc)
+        except dkim.DKIMException:
+            valid = False
+        if not valid:
+            continue
+        domain = checker.domain.decode("ascii", "replace").casefold()
+        covered = set(checker.include_headers)
+        if employer_domain(domain, listed) is None:
+            verified.append(domain)
+        elif {b"from", b"date"} <= covered and b"l" not in checker.signature_fields:
+            return domain
+        else:
+            raise ProofRefused(
+                "Your employer's mail system signed this message, but not its sender, date and"
+                " whole text, so it cannot prove your address. Please use the emailed code."
+            )
+    if forwarded:
+        raise ProofRefused(
+            "This message was forwarded, and forwarding loses the proof. From your work account,"
+            " write a new message (not a forward) with the phrase, send it to your personal"
+            " address, and upload that one."
+        )
+    companies = ", ".join(f"@{domain}" for domain in listed)
+    if verified:
+        raise ProofRefused(
+            f"This message was signed by {verified[0]}, which is not one of this letter's"
+            f" companies ({companies}). Send it from your work account."
+        )
+    if headers:
+        raise ProofRefused(
+            "This message was changed after it was sent: its DKIM signature no longer matches."
+            " Upload the file exactly as your mail program saved it, without editing it."
+        )
+    raise ProofRefused(
+        "This message has no DKIM signature, so it cannot show where it came from. Make sure"
+        " you upload the message your work account sent; if your employer's mail is not"
+        " signed, please use the emailed code."
+    )
+
+
+def _looks_forwarded(message: EmailMessage) -> bool:
+    """Whether the signer forwarded a message instead of sending one."""
+    if _FORWARD_SUBJECT.match(str(message.get("subject", ""))):
+        return True
+    if any(part.get_content_type() == "message/rfc822" for part in message.walk()):
+        return True
+    text = _text_of(message).casefold()
+    return any(marker in text for marker in _FORWARD_MARKERS)
+
+
+def _sender(message: EmailMessage, listed: Sequence[str], signing_domain: str) -> str:
+    """The one From address, at the same listed employer as the signature."""
+    senders = [address for header in message.get_all("from", []) for address in header.addresses]
+    if len(senders) != 1 or "@" not in senders[0].addr_spec:
+        raise ProofRefused("This message must come from exactly one sender address.")
+    address = senders[0].addr_spec
+    from_domain = address.rpartition("@")[2]
+    employer = employer_domain(from_domain, listed)
+    if employer is None or employer != employer_domain(signing_domain, listed):
+        companies = ", ".join(f"@{domain}" for domain in listed)
+        raise ProofRefused(
+            f"This message is from an address at {from_domain}, not at this letter's"
+            f" companies ({companies}). Send it from your work account."
+        )
+    return address
+
+
+def _sent_at(message: EmailMessage, now: datetime, max_age: timedelta) -> datetime:
+    """The message's (signed) Date, which must be recent."""
+    try:
+        sent_at = parsedate_to_datetime(str(message["date"]))
+    except (TypeError, ValueError):
+        raise ProofRefused("This message has no readable date, so it cannot be checked.") from None
+    if sent_at.tzinfo is None:
+        sent_at = sent_at.replace(tzinfo=UTC)
+    if sent_at > now + CLOCK_SKEW:
+        raise ProofRefused("This message is dated in the future. Send a new one from work.")
+    if sent_at < now - max_age:
+        raise ProofRefused(
+            "This message is too old. Get a new phrase and send a new message within the hour."
+        )
+    return sent_at
+
+
+def _text_of(message: EmailMessage) -> str:
+    """The decoded text of every text part (plain and HTML), attachments left out."""
+    texts = []
+    for part in message.walk():
+        if part.get_content_maintype() != "text" or part.is_attachment():
+            continue
+        try:
+            texts.append(part.get_content())
+        except (LookupError, UnicodeError):
+            payload = part.get_payload(decode=True)
+            texts.append(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else "")
+    return "\n".join(texts)
