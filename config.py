@@ -39,6 +39,8 @@ class Config:
     TOKEN_MAX_AGE = int(os.environ.get("TOKEN_MAX_AGE", str(7 * 24 * 3600)))
     CODE_MAX_ATTEMPTS = int(os.environ.get("CODE_MAX_ATTEMPTS", "5"))
     COUNTER_SHARDS = int(os.environ.get("COUNTER_SHARDS", "8"))
+    #: verified signatures from a letter's employer domains before it is listed (index, feed, API)
+    LISTING_THRESHOLD = int(os.environ.get("LISTING_THRESHOLD", "5"))
 
     SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
@@ -99,6 +101,9 @@ class TestingConfig(Config):
     # turn these back on.
     RATELIMIT_ENABLED = False
     SIGN_MIN_SECONDS = 0.0
+    # Tests read the index, feed and API right after publishing; the review tests
+    # (tests/test_listing_review.py) set the threshold back.
+    LISTING_THRESHOLD = 0
 
 
 CONFIGS: dict[str, type[Config]] = {

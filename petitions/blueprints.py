@@ -11,6 +11,7 @@ def register_blueprints(app: Flask) -> None:
     """Attach every blueprint, and the dev mailbox only in development."""
     from petitions import health
     from petitions.accounts import views as accounts
+    from petitions.committee import views as committee
     from petitions.letters import views as letters
     from petitions.moderation import reports
     from petitions.moderation import views as moderation
@@ -19,7 +20,18 @@ def register_blueprints(app: Flask) -> None:
     from petitions.signing import proof_views
     from petitions.signing import views as signing
 
-    for module in (health, accounts, letters, public, signing, api, embed, moderation, reports):
+    for module in (
+        health,
+        accounts,
+        letters,
+        committee,
+        public,
+        signing,
+        api,
+        embed,
+        moderation,
+        reports,
+    ):
         app.register_blueprint(module.bp)
     app.register_blueprint(proof_views.bp)
     if app.config.get("DEV_MAILBOX"):

@@ -202,15 +202,14 @@ def test_admins_hide_letters_act_on_reports_and_cannot_edit_the_log(site, app):
     site.deliver()
     assert "I never signed." in site.mailbox.last_to("olivia@example.org").text
     assert "I never signed." in site.client.get("/letters/1").get_data(as_text=True)
-    dashboard = admin.get("/admin/").get_data(as_text=True)
-    assert "I never signed." in dashboard
     with new_session(app, write=False) as session:
         petition_id = session.scalars(select(Petition.id).where(Petition.slug == slug)).one()
+    assert "1 open report" in admin.get("/admin/").get_data(as_text=True)
+    dashboard = admin.get(f"/admin/letters/{petition_id}").get_data(as_text=True)
+    assert "I never signed." in dashboard
     token = csrf_from(dashboard)
-    assert (
-        admin.post(f"/admin/letters/{petition_id}/hide", data={"csrf_token": token}).status_code
-        == 302
-    )
+    hide = {"csrf_token": token, "reason": "spam"}
+    assert admin.post(f"/admin/letters/{petition_id}/hide", data=hide).status_code == 302
     assert visitor.get(f"/p/{slug}").status_code == 404
     assert slug not in visitor.get("/").get_data(as_text=True)
     admin.post(f"/admin/letters/{petition_id}/unhide", data={"csrf_token": token})

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from petitions.accounts import service as accounts
 from petitions.letters import service as letters
-from petitions.models import EmployerDomain, Petition, User
+from petitions.models import CommitteeMember, EmployerDomain, Petition, User
 
 DEMO_EMAIL = "organizer@example.org"
 DEMO_PASSWORD = "demo passphrase 2018"  # noqa: S105 - the public demo account
@@ -41,7 +41,11 @@ def seed(session: Session, now: datetime) -> str:
         )
         session.add(user)
         session.flush()
-    existing = session.scalars(select(Petition).where(Petition.organizer_id == user.id)).first()
+    existing = session.scalars(
+        select(Petition)
+        .join(CommitteeMember, CommitteeMember.petition_id == Petition.id)
+        .where(CommitteeMember.user_id == user.id)
+    ).first()
     if existing is not None:
         return f"Demo letter already there: /p/{existing.slug}"
     petition = letters.create_draft(
@@ -55,6 +59,8 @@ def seed(session: Session, now: datetime) -> str:
     )
     petition.domains.append(EmployerDomain(domain="example.com", company_name="Example Corp"))
     letters.publish(session, petition, now)
+    # The demo letter is listed at once, as if a site admin had approved it.
+    petition.approve_listing(now)
     return (
         f"Demo letter published at /p/{petition.slug}; "
         f"organizer login {DEMO_EMAIL} / {DEMO_PASSWORD!r}."

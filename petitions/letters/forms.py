@@ -73,3 +73,14 @@ class LetterForm(FlaskForm):
             parse_employers(field.data or "")
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+
+
+class AppealForm(FlaskForm):
+    """The committee's one appeal against an admin hiding its letter."""
+
+    message = TextAreaField(
+        "Your appeal",
+        description="Say why the letter should be shown again. An appeal is heard once.",
+        validators=[DataRequired(), Length(max=5_000), no_control_chars],
+    )
+    submit = SubmitField("Send appeal")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from petitions.committee import service as committee
 from petitions.models import EmployerDomain, Petition, PetitionState, User
 from petitions.models.errors import DomainError
 
@@ -42,9 +43,8 @@ def create_draft(
     allow_supporters: bool = True,
     reveal_threshold: int = 10,
 ) -> Petition:
-    """Start a new draft that only its organizer can see."""
+    """Start a new draft that only its committee can see, its author the first owner."""
     petition = Petition(
-        organizer_id=organizer.id,
         title=title,
         addressed_to=addressed_to,
         body_markdown=body_markdown,
@@ -60,26 +60,8 @@ def create_draft(
     ]
     session.add(petition)
     session.flush()
+    committee.found(session, petition, organizer, now)
     return petition
-
-
-def get_own(session: Session, organizer: User, petition_id: int) -> Petition:
-    """A letter of this organizer's; anyone else's is NotFound, never Forbidden."""
-    petition = session.get(Petition, petition_id)
-    if petition is None or petition.organizer_id != organizer.id:
-        raise NotFound("No such letter.")
-    return petition
-
-
-def list_own(session: Session, organizer: User) -> list[Petition]:
-    """This organizer's letters, newest first."""
-    return list(
-        session.scalars(
-            select(Petition)
-            .where(Petition.organizer_id == organizer.id)
-            .order_by(Petition.created_at.desc(), Petition.id.desc())
-        )
-    )
 
 
 def get_published(session: Session, slug: str) -> Petition:

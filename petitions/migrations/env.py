@@ -9,6 +9,12 @@ config = context.config
 engine = config.attributes["engine"]
 
 with engine.connect() as connection:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode rebuilds a table by dropping it, and with foreign keys on SQLite deletes
+        # every row that refers to the dropped table. The pragma works only outside a
+        # transaction, so it goes to the driver's connection before Alembic begins one.
+        connection.connection.execute("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -17,3 +23,5 @@ with engine.connect() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        connection.connection.execute("PRAGMA foreign_keys=ON")

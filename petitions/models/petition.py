@@ -21,14 +21,11 @@ class PetitionState(enum.StrEnum):
 
 
 class Petition(Base):
-    """An open letter: drafted by an organizer, then published and signed, then closed."""
+    """An open letter: drafted by its committee, then published and signed, then closed."""
 
     __tablename__ = "petitions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    organizer_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
     title: Mapped[str] = mapped_column(String(200))
     #: who the letter is for, e.g. "Satya Nadella, CEO, Microsoft"
     addressed_to: Mapped[str] = mapped_column(String(200))
@@ -49,6 +46,10 @@ class Petition(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: set by a site admin: the letter disappears from every public page and the API
     hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: set by a site admin: listed in the index, feed and API before the signature threshold
+    listing_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: set by an owner: publishing, closing, amending... wait for a second member's approval
+    two_person_rule: Mapped[bool] = mapped_column(Boolean, default=False)
 
     domains: Mapped[list[EmployerDomain]] = relationship(
         back_populates="petition",
@@ -152,6 +153,14 @@ class Petition(Base):
         if self.hidden_at is None:
             raise InvalidTransition("This letter is not hidden.")
         self.hidden_at = None
+
+    def approve_listing(self, now: datetime) -> None:
+        """List a published letter before it reaches the signature threshold (admins only)."""
+        if self.is_draft:
+            raise InvalidTransition("Only a published letter can be listed.")
+        if self.listing_approved_at is not None:
+            raise InvalidTransition("This letter is already approved for listing.")
+        self.listing_approved_at = now
 
     def company_for(self, email_domain: str) -> EmployerDomain | None:
         """The listed employer whose domain (or a subdomain of it) the address is at."""

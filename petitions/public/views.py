@@ -13,6 +13,7 @@ import re
 from flask import Blueprint, Response, abort, make_response, render_template, request
 
 from petitions.caching import conditional
+from petitions.committee import service as committee
 from petitions.db import get_session, utcnow
 from petitions.letters import service as letters
 from petitions.models import Petition
@@ -97,6 +98,8 @@ def letter(slug: str) -> Response:
         signers=shown,
         page=page,
         has_next=has_next,
+        listing=listing.status(petition, letter_counts),
+        organizers=committee.public_organizers(session, petition.id),
     )
     response = _page(html)
     response.headers["X-Robots-Tag"] = "noindex"

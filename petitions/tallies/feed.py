@@ -29,15 +29,18 @@ class FeedEntry:
 
 
 def entries(session: Session, limit: int = 50) -> list[FeedEntry]:
-    """The latest publications and milestones, newest first."""
+    """The latest publications and milestones of listed letters, newest first."""
     found = [
         FeedEntry(petition, petition.published_at)
         for petition in listing.recently_published(session, limit)
         if petition.published_at is not None
     ]
+    milestones = history.recent_milestones(session, limit)
+    listed = listing.listed_ids(session, list({petition.id for _, petition in milestones}))
     found += [
         FeedEntry(petition, snapshot.recorded_at, snapshot.milestone, snapshot.total)
-        for snapshot, petition in history.recent_milestones(session, limit)
+        for snapshot, petition in milestones
+        if petition.id in listed
     ]
     found.sort(key=lambda entry: (entry.updated, entry.milestone or 0), reverse=True)
     return found[:limit]

@@ -1,5 +1,8 @@
 """The public list of letters: newest, most signed or fastest growing; one page at a time.
 
+A published letter is listed once an admin approves it or it has LISTING_THRESHOLD verified
+signatures from its employer domains; until then it is signable by its link only.
+
 Totals come from the counters and growth from the count history, so the cost grows with
 the number of letters, never with the number of signatures.
 """
@@ -11,7 +14,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from flask import current_app
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from petitions.models import Petition, PetitionCounter, PetitionState
@@ -57,9 +61,66 @@ class LetterPage:
         return self.page < self.pages
 
 
+@dataclass
+class ListingStatus:
+    """Whether a published letter is listed, and if not, how far it is from it."""
+
+    listed: bool
+    #: verified signatures from the letter's employer domains
+    employees: int
+    threshold: int
+    approved: bool
+
+
+def threshold() -> int:
+    """Verified employee signatures a letter needs before it is listed (LISTING_THRESHOLD)."""
+    return int(current_app.config["LISTING_THRESHOLD"])
+
+
+def employee_total() -> ColumnElement[int]:
+    """SQL for a letter's verified signatures from its employer domains, from its counters
+    (every confirmed signature is in the total, and outsiders also in supporters)."""
+    signed = case((PetitionCounter.bucket == counts.TOTAL, PetitionCounter.value), else_=0)
+    supported = case((PetitionCounter.bucket == counts.SUPPORTERS, PetitionCounter.value), else_=0)
+    return func.coalesce(
+        select(func.sum(signed - supported))
+        .where(
+            PetitionCounter.petition_id == Petition.id,
+            PetitionCounter.bucket.in_([counts.TOTAL, counts.SUPPORTERS]),
+        )
+        .scalar_subquery(),
+        0,
+    )
+
+
 def is_listed() -> ColumnElement[bool]:
-    """Published (open or closed) and not hidden by an admin."""
-    return (Petition.state != PetitionState.DRAFT) & Petition.hidden_at.is_(None)
+    """Published, not hidden, and past review: approved by an admin or past the threshold."""
+    return (
+        (Petition.state != PetitionState.DRAFT)
+        & Petition.hidden_at.is_(None)
+        & (Petition.listing_approved_at.is_not(None) | (employee_total() >= threshold()))
+    )
+
+
+def status(petition: Petition, letter_counts: counts.Counts) -> ListingStatus:
+    """A letter's listing, from the counts its page already read."""
+    employees = letter_counts.total - letter_counts.supporters
+    approved = petition.listing_approved_at is not None
+    return ListingStatus(
+        listed=petition.is_public and (approved or employees >= threshold()),
+        employees=employees,
+        threshold=threshold(),
+        approved=approved,
+    )
+
+
+def listed_ids(session: Session, petition_ids: list[int]) -> set[int]:
+    """Which of these letters are listed."""
+    if not petition_ids:
+        return set()
+    return set(
+        session.scalars(select(Petition.id).where(Petition.id.in_(petition_ids), is_listed()))
+    )
 
 
 def list_letters(

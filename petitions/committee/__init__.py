@@ -1,0 +1,1 @@
+"""A letter's organizing committee: roles, invitations, the two-person rule and the log."""
