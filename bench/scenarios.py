@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,27 +18,18 @@ from bench import data
 from bench.load import Load, WrkResult, wrk
 from bench.procs import BenchError, http_get
 
+SIGN_FORM = re.compile(r'<form[^>]*action="[^"]*/sign"[^>]*>(.*?)</form>', re.S)
+INPUT = re.compile(r"<input[^>]*>")
 
-class SignFormFields(HTMLParser):
-    """The hidden inputs of the form that posts to .../sign (CSRF token and any others)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_form = False
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Collect `<input type="hidden">` inside the sign form."""
-        attributes = dict(attrs)
-        if tag == "form":
-            self.in_form = (attributes.get("action") or "").split("#")[0].endswith("/sign")
-        elif tag == "input" and self.in_form and attributes.get("type") == "hidden":
-            self.fields[attributes.get("name") or ""] = attributes.get("value") or ""
-
-    def handle_endtag(self, tag: str) -> None:
-        """A form ends."""
-        if tag == "form":
-            self.in_form = False
+def hidden_fields(form: str) -> dict[str, str]:
+    """The hidden inputs of a form's HTML, by name."""
+    fields = {}
+    for tag in INPUT.findall(form):
+        name, value = re.search(r'name="([^"]*)"', tag), re.search(r'value="([^"]*)"', tag)
+        if 'type="hidden"' in tag and name:
+            fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    return fields
 
 
 @dataclass
@@ -65,18 +57,18 @@ class Site:
         """Open the sign page once, as a browser would: a session cookie and the form's
         hidden fields, which every request of the run reuses (the CSRF token has no time
         limit; SIGN_MIN_SECONDS is 0 for the bench)."""
-        form = SignFormFields()
         # The letter page held the form until the sign page of its own came (issue 21).
         for path in (f"/p/{self.large.slug}/sign", f"/p/{self.large.slug}"):
             status, headers, body = http_get(self.edge_port, path)
-            form.feed(body)
             if status == 200:
                 break
-        if status != 200 or "csrf_token" not in form.fields or "set-cookie" not in headers:
+        form = SIGN_FORM.search(body)
+        fields = hidden_fields(form.group(1) if form else "")
+        if "csrf_token" not in fields or "set-cookie" not in headers:
             raise BenchError(f"the sign page gave {status} without a session and CSRF token")
         self.cookie = headers["set-cookie"].split(";", 1)[0]
-        self.sign_fields = urlencode(form.fields)
-        self.csrf_field = urlencode({"csrf_token": form.fields["csrf_token"]})
+        self.sign_fields = urlencode(fields)
+        self.csrf_field = urlencode({"csrf_token": fields["csrf_token"]})
 
     def settle(self) -> None:
         """Let what the last run left queued be answered before the next starts."""
