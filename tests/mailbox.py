@@ -16,7 +16,8 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 
 LINK = re.compile(
-    r"https?://\S+/(c|w|account/confirm|account/reset|account/email)/[A-Za-z0-9._\-]+"
+    r"https?://\S+/(c|w|account/confirm|account/reset|account/email|account/invitations)/"
+    r"[A-Za-z0-9._\-]+"
 )
 CODE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
 

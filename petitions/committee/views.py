@@ -211,7 +211,7 @@ def rule(petition_id: int):  # type: ignore[no-untyped-def]
     return _change(petition_id, Role.OWNER, change, "", form)
 
 
-@bp.get("/invitations/<token>")
+@bp.get("/account/invitations/<token>")
 def invitation(token: str):  # type: ignore[no-untyped-def]
     """The invitation link: log in or register with the invited address, then accept.
 
@@ -235,7 +235,7 @@ def invitation(token: str):  # type: ignore[no-untyped-def]
     )
 
 
-@bp.post("/invitations/<token>")
+@bp.post("/account/invitations/<token>")
 @login_required
 def accept(token: str):  # type: ignore[no-untyped-def]
     """Accept the invitation as the account with the invited address."""
