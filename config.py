@@ -6,6 +6,7 @@ secrets; production refuses to start without its own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class Config:
     SECRET_KEY_FALLBACKS = _list("SECRET_KEY_FALLBACKS")
     #: key for the keyed hash that replaces a signer's address; separate from SECRET_KEY
     ADDRESS_HASH_KEY = os.environ.get("ADDRESS_HASH_KEY")
+    #: key of the personal-address store (AES-GCM and its keyed hash); never in the database
+    UPDATES_KEY = os.environ.get("UPDATES_KEY")
     DATABASE_URL = (
         os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'undersigned.sqlite3'}"
     )
@@ -84,6 +87,11 @@ class DevelopmentConfig(Config):
     ENV_NAME = "development"
     SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-key-not-for-production")
     ADDRESS_HASH_KEY = os.environ.get("ADDRESS_HASH_KEY", "dev-only-address-hash-key")
+    #: derived from the development secret, so every dev process opens what another sealed
+    UPDATES_KEY = (
+        os.environ.get("UPDATES_KEY")
+        or hashlib.sha256(f"updates:{SECRET_KEY}".encode()).hexdigest()
+    )
     DEV_MAILBOX = True
 
 
@@ -95,6 +103,7 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
     ADDRESS_HASH_KEY = "test-address-hash-key"
+    UPDATES_KEY = "test-updates-key-never-used-outside-the-test-suite"
     DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     MAIL_RETRY_BASE = 0.0
     # Tests sign many times from one address at machine speed; the limit and bot tests

@@ -35,9 +35,10 @@ def create_app(config: Config | None = None) -> Flask:
     # Cookies travel only over https once the site is served over https.
     secure = app.config["PUBLIC_URL"].startswith("https://")
     app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = secure
-    if not app.config.get("SECRET_KEY") or not app.config.get("ADDRESS_HASH_KEY"):
+    if not all(app.config.get(key) for key in ("SECRET_KEY", "ADDRESS_HASH_KEY", "UPDATES_KEY")):
         raise RuntimeError(
-            "SECRET_KEY and ADDRESS_HASH_KEY must be set in production (see README, Configuration)."
+            "SECRET_KEY, ADDRESS_HASH_KEY and UPDATES_KEY must be set in production"
+            " (see README, Configuration)."
         )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

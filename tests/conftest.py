@@ -147,8 +147,13 @@ class Site:
         self.mailbox = mailbox
 
     def deliver(self) -> mail_worker.DeliveryReport:
-        """Run the mail worker once (`worker --drain`)."""
-        return mail_worker.drain(self.app)
+        """Run the mail worker once (`worker --drain`), with its move of new subscribers (which
+        queues their "signed" email)."""
+        from petitions.signing.subscribers import move_new_subscribers
+
+        chores = [mail_worker.Chore("subscribers", 60, move_new_subscribers)]
+        with self.app.app_context():
+            return mail_worker.drain(self.app, chores=chores)
 
     def post_form(self, page: str, action: str, data: dict[str, object], client=None):
         """GET `page` for its CSRF token, then POST `data` to `action`."""

@@ -24,6 +24,7 @@ def start_gunicorn(
         "UNDERSIGNED_ENV": "production",
         "SECRET_KEY": "shared-secret",
         "ADDRESS_HASH_KEY": "shared-hash-key",
+        "UPDATES_KEY": "shared-updates-key",
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),

@@ -28,6 +28,7 @@ def _worker(database_url: str, smtp_port: int, **settings: str) -> subprocess.Po
         "UNDERSIGNED_ENV": "production",
         "SECRET_KEY": "worker-secret",
         "ADDRESS_HASH_KEY": "worker-hash-key",
+        "UPDATES_KEY": "worker-updates-key",
         "DATABASE_URL": database_url,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),

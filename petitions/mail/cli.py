@@ -17,10 +17,13 @@ def _chores() -> list[worker.Chore]:
     history, and on SQLite fold the write-ahead log (old copies of addresses) into the file."""
     from petitions.db import checkpoint_sqlite
     from petitions.signing.service import purge_expired
+    from petitions.signing.subscribers import move_new_subscribers
     from petitions.tallies.history import record
 
     return [
         worker.Chore("purge", 600, purge_expired),
+        # Before the mail goes: it queues the "signed" email to each new subscriber.
+        worker.Chore("subscribers", 60, move_new_subscribers),
         worker.Chore("snapshot", 60, record),
         worker.Chore("checkpoint", 60, lambda session, _now: checkpoint_sqlite(session.get_bind())),
     ]

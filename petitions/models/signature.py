@@ -115,15 +115,18 @@ class Signature(Base):
 def forget_addresses(session: Session, petition_id: int) -> None:
     """Erase every address and address hash behind a letter's signatures (as it closes).
 
-    Pending signatures, which hold the address itself and can no longer count, go with their
-    tokens; confirmed ones keep their count, public name and withdrawal token.
+    Pending signatures, which hold the address itself and can no longer count, go (their
+    tokens become decoys); confirmed ones keep their count, public name and withdrawal token.
     """
     pending = select(Signature.id).where(
         Signature.petition_id == petition_id, Signature.state == SignatureState.PENDING
     )
+    # Their tokens live on as decoys, so that a code form someone kept open answers as one
+    # opened with an address that already counted (signer safety, issue 22).
     session.execute(
-        delete(Token)
+        update(Token)
         .where(Token.signature_id.in_(pending))
+        .values(signature_id=None)
         .execution_options(synchronize_session=False)
     )
     session.execute(

@@ -10,16 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import JSON, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from petitions import hashing, tokens
+from petitions.db import UTCDateTime
 from petitions.mail import queue_email
 from petitions.models import (
     Affiliation,
     Display,
+    OutboxMessage,
     Petition,
     PetitionState,
     Signature,
@@ -28,6 +30,8 @@ from petitions.models import (
     TokenPurpose,
 )
 from petitions.models.errors import DomainError
+from petitions.models.outbox import OutboxStatus
+from petitions.signing import subscribers
 from petitions.tallies import counts
 
 WITHDRAW_MAX_AGE = 10 * 365 * 24 * 3600
@@ -150,7 +154,12 @@ def record_pending(
         "name": request.name if request.display.keeps_name else None,
         "job_title": (request.job_title or None) if shown else None,
         "team": (request.team or None) if shown else None,
-        "updates_email": request.updates_email or None,
+        # Sealed here, opened only by the worker that moves it to the subscriber store.
+        "updates_sealed": (
+            subscribers.seal_for_signature(petition.id, request.updates_email)
+            if request.updates_email
+            else None
+        ),
     }
     key = {"petition_id": petition.id, "address_hash": hashing.hash_address(canonical)}
     # One signature per address and letter: the unique constraint decides, races included.
@@ -218,14 +227,11 @@ def count_signature(
     issued = tokens.issue(
         session, WITHDRAW, now, signature_id=signature.id, long_code=True, max_age=WITHDRAW_MAX_AGE
     )
-    if signature.updates_email:
-        queue_email(
-            session,
-            signature.updates_email,
-            "signed",
-            petition={"id": petition.id, "title": petition.title},
-            withdraw_url=withdraw_url(issued.link_token),
-            withdraw_code=issued.display_code,
+    if signature.updates_sealed is not None:
+        # The worker sends the "signed" email when it moves the address to the subscriber
+        # store, in a batch, so that no mail or row is stamped with this confirmation's time.
+        signature.withdrawal_sealed = subscribers.seal_withdrawal(
+            petition.id, withdraw_url(issued.link_token), issued.display_code or ""
         )
     session.flush()
     return Confirmed(petition, withdraw_url(issued.link_token), issued.display_code or "")
@@ -291,19 +297,51 @@ def confirm_by_code(session: Session, handle: str, typed_code: str, now: datetim
 def resend(session: Session, handle: str | None, now: datetime) -> str:
     """Mail a fresh link and code for the pending signature behind a handle; the new handle.
 
-    Whatever the handle names (nothing, a decoy, a counted signature), a new handle comes back
-    that behaves like a real one.
+    Whatever the handle names (nothing, a decoy, a counted or withdrawn signature), the same
+    statements run and a new handle comes back that behaves like a real one.
     """
     token = tokens.find_by_handle(session, CONFIRM, handle)
-    signature = session.get(Signature, token.signature_id) if token and token.signature_id else None
-    live = signature is not None and not signature.is_confirmed and signature.email is not None
-    issued = tokens.issue(
-        session, CONFIRM, now, signature_id=signature.id if live else None, with_code=True
+    # 0 names no signature: the same SELECT and INSERT run, and find nothing to mail.
+    wanted = token.signature_id if token is not None and token.signature_id is not None else 0
+    pending = (
+        Signature.id == wanted,
+        Signature.state == SignatureState.PENDING,
+        Signature.email.is_not(None),
     )
-    if live:
-        assert signature is not None and signature.email is not None
-        _queue_confirmation(session, issued, signature.email)
+    live = session.scalar(select(Signature.id).where(*pending))
+    issued = tokens.issue(session, CONFIRM, now, signature_id=live, with_code=True)
     session.flush()
+    # An INSERT ... SELECT that adds the email only when the signature is pending.
+    context = {
+        "url": confirm_url(issued.link_token),
+        "code": issued.display_code,
+        "max_age_days": current_app.config["TOKEN_MAX_AGE"] // 86400,
+    }
+    stamp = literal(now, UTCDateTime())
+    session.execute(
+        OutboxMessage.__table__.insert().from_select(
+            [
+                "recipient",
+                "recipient_domain",
+                "template",
+                "context",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+            ],
+            select(
+                Signature.email,
+                Signature.email_domain,
+                literal("confirm_signature"),
+                literal(context, JSON()),
+                literal(OutboxStatus.QUEUED.value),
+                literal(0),
+                stamp,
+                stamp,
+            ).where(*pending),
+        )
+    )
     return issued.handle
 
 
@@ -317,6 +355,14 @@ def withdraw(session: Session, token: Token, now: datetime) -> Petition:
     petition = session.get(Petition, signature.petition_id)
     assert petition is not None
     counts.add(session, petition.id, counts.buckets_for(signature), -1)
+    # Its confirmation tokens live on as decoys, so that a code form someone kept open answers
+    # as it did before; its withdrawal tokens go.
+    session.execute(
+        update(Token)
+        .where(Token.signature_id == signature.id, Token.purpose == CONFIRM)
+        .values(signature_id=None)
+        .execution_options(synchronize_session=False)
+    )
     session.execute(delete(Token).where(Token.signature_id == signature.id))
     session.delete(signature)
     session.flush()
