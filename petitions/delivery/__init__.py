@@ -1,0 +1,1 @@
+"""Delivering a letter: targets, the pack, receipt, response, outcome and the timeline."""

@@ -1,0 +1,437 @@
+"""Delivery through the front door: targets, the pack (read back as text), the recipient link,
+responses, the deadline, the outcome under the two-person rule, corrections, and the timeline
+in the page, the API and Atom."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import date, timedelta
+
+from flask.testing import FlaskClient
+from pypdf import PdfReader
+from sqlalchemy import select, text
+
+from petitions.db import new_session, utcnow
+from petitions.delivery import timeline
+from petitions.models import Petition, Signature
+from tests.conftest import PASSWORD, Site, csrf_from
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+EMPLOYERS = "microsoft.com Microsoft\ngithub.com GitHub"
+
+
+def letter(site: Site, **fields: object) -> tuple[int, str]:
+    """A published letter with two employers, by the organizer olivia@example.org."""
+    site.organizer()
+    petition_id = site.draft(employers=EMPLOYERS, **fields)
+    return petition_id, site.publish(petition_id)
+
+
+def signed(site: Site, slug: str, email: str, name: str, **extra: object) -> None:
+    response = site.sign(slug, email, name, **extra)
+    assert response.status_code in (200, 302), response.get_data(as_text=True)
+    assert site.confirm_link(email).status_code in (200, 302)
+
+
+def page(client: FlaskClient, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+def post(client: FlaskClient, petition_id: int, action: str, data: dict[str, object]):
+    base = f"/letters/{petition_id}/delivery"
+    token = csrf_from(page(client, base))
+    return client.post(f"{base}{action}", data={"csrf_token": token, **data})
+
+
+def add_target(client: FlaskClient, petition_id: int, **fields: str) -> int:
+    data = {
+        "target-name": "Satya Nadella",
+        "target-role": "CEO",
+        "target-organisation": "Microsoft",
+    }
+    data.update({f"target-{key}": value for key, value in fields.items()})
+    assert post(client, petition_id, "/targets", data).status_code == 302
+    html = page(client, f"/letters/{petition_id}/delivery")
+    return int(re.findall(r'<option[^>]*value="(\d+)"', html.split('id="delivery-target"')[1])[-1])
+
+
+def deliver(client: FlaskClient, petition_id: int, target_id: int, **fields: object) -> str:
+    """Record a delivery; returns the recipient link shown once."""
+    data = {
+        "delivery-target": target_id,
+        "delivery-delivered_on": (utcnow().date() - timedelta(days=12)).isoformat(),
+        "delivery-channel": "in_person",
+        "delivery-note": "Handed over at the all-hands.",
+        "delivery-with_link": "y",
+    }
+    data.update({f"delivery-{key}": value for key, value in fields.items()})
+    response = post(client, petition_id, "/record", data)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    found = re.search(r'id="recipient-link"[^>]*value="([^"]+)"', response.get_data(as_text=True))
+    assert found
+    return found.group(1).removeprefix("http://undersigned.test")
+
+
+def api_timeline(client: FlaskClient, slug: str) -> list[dict[str, object]]:
+    return client.get(f"/api/v1/petitions/{slug}").get_json()["timeline"]
+
+
+def test_pack_holds_named_signers_and_counts_and_nothing_private(site: Site) -> None:
+    petition_id, slug = letter(site)
+    signed(site, slug, "ada@microsoft.com", "Ada Lovelace", job_title="Principal Engineer")
+    signed(site, slug, "grace@github.com", "Grace Hopper", affiliation="former")
+    signed(site, slug, "bob@microsoft.com", '=HYPERLINK("http://x")')
+    signed(site, slug, "quiet@microsoft.com", "Quiet Person", display="anonymous")
+    signed(site, slug, "later@github.com", "Later Person", display="threshold")
+    signed(site, slug, "sam@example.net", "Sam Supporter")
+    target_id = add_target(site.client, petition_id)
+    deliver(site.client, petition_id, target_id)
+
+    html = page(site.client, f"/letters/{petition_id}/delivery")
+    base = re.search(r'href="(/letters/\d+/delivery/\d+/)pack.pdf"', html).group(1)
+    pdf = site.client.get(base + "pack.pdf")
+    assert pdf.mimetype == "application/pdf"
+    words = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
+    flat = " ".join(words.split())
+    for name in ("Ada Lovelace", "Grace Hopper", "Sam Supporter", "Principal Engineer"):
+        assert name in flat
+    assert "Quiet Person" not in flat and "Later Person" not in flat
+    assert "GitHub 1 1 0 2" in flat  # current, former, contractors, total
+    assert "Microsoft 3 0 0 3" in flat
+    assert "6 verified signatures" in flat
+    named = flat.index("Signed by name")
+    assert named < flat.index("Grace Hopper") < flat.index("Ada Lovelace", named)
+    assert flat.index("Ada Lovelace", named) < flat.index("Sam Supporter", named)
+
+    first = site.client.get(base + "signers.csv")
+    second = site.client.get(base + "signers.csv")
+    assert first.data == second.data
+    rows = list(csv.reader(io.StringIO(first.data.decode())))
+    assert rows[0] == ["name", "company", "affiliation", "job_title", "team"]
+    assert [r[:3] for r in rows[1:]] == [
+        ["Grace Hopper", "GitHub", "former"],
+        ['\'=HYPERLINK("http://x")', "Microsoft", "current"],
+        ["Ada Lovelace", "Microsoft", "current"],
+        ["Sam Supporter", "", "supporter"],
+    ]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+
+    manifest = site.client.get(base + "manifest.json")
+    assert manifest.data == site.client.get(base + "manifest.json").data
+    data = json.loads(manifest.data)
+    assert data["signers_csv_sha256"] == hashlib.sha256(first.data).hexdigest()
+    assert data["counts"]["total"] == 6 and data["counts"]["supporters"] == 1
+    sha = hashlib.sha256(manifest.data).hexdigest()
+    delivered = [e for e in api_timeline(site.client, slug) if e["kind"] == "delivered"]
+    assert delivered[0]["pack_sha256"] == sha
+    assert sha in page(site.client, f"/p/{slug}")
+
+    with new_session(site.app, write=False) as session:
+        private = session.execute(select(Signature.id, Signature.address_hash)).all()
+    everything = flat + first.data.decode() + manifest.data.decode()
+    for signature_id, address_hash in private:
+        assert address_hash not in everything
+        assert f'"id": {signature_id}' not in manifest.data.decode()
+    assert "@" not in everything.replace("'=HYPERLINK", "")
+    assert not re.search(r"\d\d:\d\d", everything)
+
+
+def test_formula_cells_are_neutralised(site: Site) -> None:
+    from petitions.delivery import pack
+
+    assert [pack.neutralise(v) for v in ("=1+1", "+1", "-1", "@SUM", "\tx", "Ada", "")] == [
+        "'=1+1",
+        "'+1",
+        "'-1",
+        "'@SUM",
+        "'\tx",
+        "Ada",
+        "",
+    ]
+    snapshot = pack.Snapshot(
+        "T",
+        "A",
+        "u",
+        "x",
+        "h",
+        "X",
+        date(2026, 5, 3),
+        1,
+        0,
+        signers=[pack.NamedSigner("@evil", "", "supporter", "=cmd", "+team")],
+    )
+    text_csv = pack.signers_csv(snapshot)
+    assert text_csv == pack.signers_csv(snapshot)
+    assert text_csv.splitlines()[1] == "'@evil,,supporter,'=cmd,'+team"
+    assert pack.manifest_json(snapshot, text_csv) == pack.manifest_json(snapshot, text_csv)
+
+
+def test_recipient_link_get_records_nothing_post_records_once(site: Site) -> None:
+    petition_id, slug = letter(site)
+    link = deliver(site.client, petition_id, add_target(site.client, petition_id))
+    stranger = site.app.test_client()
+    for _ in range(2):
+        html = page(stranger, link)
+        assert "Confirm receipt" in html
+        assert stranger.get(link + "/pack.pdf").status_code == 200
+    assert "receipt" not in [e["kind"] for e in api_timeline(site.client, slug)]
+    assert "no response yet, 12 days" in page(site.client, f"/p/{slug}")
+
+    token = csrf_from(page(stranger, link))
+    assert stranger.post(link + "/receipt", data={"csrf_token": token}).status_code == 302
+    assert stranger.post(link + "/receipt", data={"csrf_token": token}).status_code == 302
+    assert stranger.post(link + "/receipt", data={}).status_code == 400
+    kinds = [e["kind"] for e in api_timeline(site.client, slug)]
+    assert kinds.count("receipt") == 1
+    assert "Receipt was recorded" in page(stranger, link)
+    assert "receipt confirmed" in page(site.client, f"/p/{slug}")
+
+
+def test_responses_are_labelled_by_who_recorded_them(site: Site) -> None:
+    petition_id, slug = letter(site)
+    link = deliver(site.client, petition_id, add_target(site.client, petition_id))
+    recipient = site.app.test_client()
+    token = csrf_from(page(recipient, link))
+    answer = {"csrf_token": token, "responder": "Satya Nadella, CEO", "text": "We hear you."}
+    assert recipient.post(link + "/response", data=answer).status_code == 302
+    assert recipient.post(link + "/response", data=answer).status_code == 409
+    delivery_id = int(
+        re.search(r"/delivery/(\d+)/", page(site.client, f"/letters/{petition_id}/delivery")).group(
+            1
+        )
+    )
+    response = post(
+        site.client,
+        petition_id,
+        "/responses",
+        {
+            "response-delivery": delivery_id,
+            "response-responder": "Brad Smith, President",
+            "response-responded_on": utcnow().date().isoformat(),
+            "response-text": "Summary: a blog post declining the request.",
+            "response-link": "https://blogs.example.com/answer",
+        },
+    )
+    assert response.status_code == 302
+    html = page(site.client, f"/p/{slug}")
+    assert "We hear you." in html and "Posted by the recipient" in html
+    assert "Summary: a blog post declining" in html and "Recorded by the organizers" in html
+    assert "answered on" in html and 'id="verified-count"' in html
+    entries = [e for e in api_timeline(site.client, slug) if e["kind"] == "response"]
+    assert [e["recorded_by"] for e in entries] == ["recipient", "organizers"]
+    # A response through the link also confirms receipt.
+    assert [e["kind"] for e in api_timeline(site.client, slug)].count("receipt") == 1
+
+
+def test_link_dies_when_revoked_or_after_90_days(site: Site) -> None:
+    petition_id, _slug = letter(site)
+    target_id = add_target(site.client, petition_id)
+    link = deliver(site.client, petition_id, target_id)
+    assert site.client.get(link).status_code == 200
+    html = page(site.client, f"/letters/{petition_id}/delivery")
+    delivery_id = re.search(r"/delivery/(\d+)/revoke", html).group(1)
+    assert post(site.client, petition_id, f"/{delivery_id}/revoke", {}).status_code == 302
+    gone = site.client.get(link)
+    assert gone.status_code == 404 and "withdrew this link" in gone.get_data(as_text=True)
+    assert site.client.get(link + "/manifest.json").status_code == 404
+    assert site.client.get("/r/not-a-real-token").status_code == 404
+
+    fresh = deliver(site.client, petition_id, target_id)
+    with new_session(site.app) as session:
+        session.execute(
+            text("UPDATE deliveries SET link_expires_at = :t WHERE link_revoked_at IS NULL"),
+            {"t": utcnow() - timedelta(seconds=1)},
+        )
+        session.commit()
+    expired = site.client.get(fresh)
+    assert expired.status_code == 404 and "expired" in expired.get_data(as_text=True)
+
+
+def test_deadline_entry_appears_when_the_clock_passes_it(site: Site) -> None:
+    petition_id, slug = letter(site)
+    today = utcnow().date()
+    deliver(
+        site.client,
+        petition_id,
+        add_target(site.client, petition_id),
+        delivered_on=(today - timedelta(days=14)).isoformat(),
+        response_requested_by=today.isoformat(),
+    )
+    with new_session(site.app) as session:
+        assert timeline.record_passed_deadlines(session, utcnow()) == 0
+        session.commit()
+    assert "deadline_passed" not in [e["kind"] for e in api_timeline(site.client, slug)]
+    with new_session(site.app) as session:
+        later = utcnow() + timedelta(days=1)
+        assert timeline.record_passed_deadlines(session, later) == 1
+        assert timeline.record_passed_deadlines(session, later) == 0
+        session.commit()
+    entries = [e for e in api_timeline(site.client, slug) if e["kind"] == "deadline_passed"]
+    assert len(entries) == 1
+    assert entries[0]["title"].startswith("No response 14 days after delivery")
+    assert entries[0]["recorded_by"] == "undersigned"
+    assert "No response 14 days after delivery" in page(site.client, f"/p/{slug}")
+
+
+def join(site: Site, petition_id: int, email: str, role: str) -> FlaskClient:
+    """Invite `email` with `role`, and have them register, confirm and accept in their client."""
+    committee = f"/letters/{petition_id}/committee"
+    response = site.post_form(committee, f"{committee}/invite", {"email": email, "role": role})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    site.deliver()
+    invited = site.mailbox.last_to(email).text
+    found = re.search(r"http://undersigned\.test(/\S*invitations/\S+)", invited)
+    assert found, invited
+    invitation = found.group(1)
+    other = site.app.test_client()
+    fields = {
+        "display_name": "Mo Member",
+        "email": email,
+        "password": PASSWORD,
+        "confirm": PASSWORD,
+    }
+    assert site.post_form("/register", "/register", fields, other).status_code == 200
+    site.deliver()
+    confirm = site.mailbox.last_to(email).link().removeprefix("http://undersigned.test")
+    assert site.post_form(confirm, confirm, {}, other).status_code == 302
+    assert site.login(email, other).status_code == 302
+    assert site.post_form(invitation, invitation, {}, other).status_code == 302
+    return other
+
+
+def test_outcome_needs_the_second_member_when_the_rule_is_on(site: Site) -> None:
+    petition_id, slug = letter(site)
+    second = join(site, petition_id, "mo@example.org", "organizer")
+    committee = f"/letters/{petition_id}/committee"
+    assert site.post_form(committee, f"{committee}/rule", {"enabled": "y"}).status_code == 302
+    response = post(
+        site.client,
+        petition_id,
+        "/outcome",
+        {"outcome-outcome": "won", "outcome-note": "Contract dropped."},
+    )
+    assert response.status_code == 302
+    assert "outcome" not in [e["kind"] for e in api_timeline(site.client, slug)]
+    assert "waits for a second member" in page(site.client, f"/letters/{petition_id}/delivery")
+    letter_page = page(second, f"/letters/{petition_id}")
+    action = re.search(rf"/letters/{petition_id}/actions/(\d+)/approve", letter_page).group(0)
+    own = site.post_form(f"/letters/{petition_id}", action, {})
+    assert own.status_code == 302
+    assert "outcome" not in [e["kind"] for e in api_timeline(site.client, slug)]
+    assert site.post_form(f"/letters/{petition_id}", action, {}, second).status_code == 302
+    outcomes = [e for e in api_timeline(site.client, slug) if e["kind"] == "outcome"]
+    assert [(e["outcome"], e["text"]) for e in outcomes] == [("won", "Contract dropped.")]
+    assert "Outcome: <strong>Won</strong>" in page(site.client, f"/p/{slug}")
+
+
+def test_outcome_at_once_without_the_rule(site: Site) -> None:
+    petition_id, slug = letter(site)
+    data = {"outcome-outcome": "partly_won", "outcome-note": ""}
+    assert post(site.client, petition_id, "/outcome", data).status_code == 302
+    assert [e["outcome"] for e in api_timeline(site.client, slug) if e["kind"] == "outcome"] == [
+        "partly_won"
+    ]
+    assert (
+        post(site.client, petition_id, "/outcome", {"outcome-outcome": "lost"}).status_code == 400
+    )
+
+
+def test_a_viewer_cannot_record_anything(site: Site) -> None:
+    petition_id, slug = letter(site)
+    target_id = add_target(site.client, petition_id)
+    deliver(site.client, petition_id, target_id)
+    viewer = join(site, petition_id, "vic@example.org", "viewer")
+    html = page(viewer, f"/letters/{petition_id}/delivery")
+    assert "only owners and organizers can record" in html
+    delivery_id = re.search(r"/delivery/(\d+)/pack.pdf", html).group(1)
+    token = csrf_from(html)
+    before = api_timeline(site.client, slug)
+    for action, data in [
+        ("/targets", {"target-name": "Someone"}),
+        (f"/targets/{target_id}/remove", {}),
+        ("/record", {"delivery-target": target_id, "delivery-delivered_on": "2026-05-03"}),
+        (f"/{delivery_id}/link", {}),
+        (f"/{delivery_id}/revoke", {}),
+        (f"/{delivery_id}/deadline", {}),
+        ("/responses", {"response-text": "x"}),
+        ("/outcome", {"outcome-outcome": "won"}),
+        ("/corrections", {"correction-text": "x"}),
+    ]:
+        response = viewer.post(
+            f"/letters/{petition_id}/delivery{action}", data={"csrf_token": token, **data}
+        )
+        assert response.status_code == 403, action
+    assert api_timeline(site.client, slug) == before
+    stranger = site.app.test_client()
+    site.login("vic@example.org", stranger)
+    outsider = site.app.test_client()
+    assert outsider.get(f"/letters/{petition_id}/delivery").status_code == 302  # to log in
+
+
+def test_correction_keeps_the_original_and_api_and_atom_agree(site: Site) -> None:
+    petition_id, slug = letter(site)
+    deliver(
+        site.client, petition_id, add_target(site.client, petition_id), note="Handed to the CFO."
+    )
+    html = page(site.client, f"/letters/{petition_id}/delivery")
+    entry_id = re.search(r'id="correction-entry"[^>]*>\s*<option[^>]*value="(\d+)"', html).group(1)
+    response = post(
+        site.client,
+        petition_id,
+        "/corrections",
+        {"correction-entry": entry_id, "correction-text": "It was handed to the CEO."},
+    )
+    assert response.status_code == 302
+    events = api_timeline(site.client, slug)
+    original = next(e for e in events if e["kind"] == "delivered")
+    correction = next(e for e in events if e["kind"] == "correction")
+    assert original["text"] == "Handed to the CFO."
+    assert correction["corrects"] == original["id"] and original["corrected_by"] == [
+        correction["id"]
+    ]
+    public = page(site.client, f"/p/{slug}")
+    assert "Handed to the CFO." in public and "It was handed to the CEO." in public
+
+    with new_session(site.app, write=False) as session:
+        petition = session.scalars(select(Petition).where(Petition.slug == slug)).one()
+        session.expunge(petition)
+    feed = site.client.get(f"/p/{slug}/timeline.atom")
+    assert feed.mimetype == "application/atom+xml"
+    root = ET.fromstring(feed.data)
+    atom_ids = [e.find(f"{ATOM}id").text.rsplit("/", 1)[1] for e in root.iter(f"{ATOM}entry")]
+    atom_titles = [e.find(f"{ATOM}title").text for e in root.iter(f"{ATOM}entry")]
+    assert atom_ids == [e["id"] for e in reversed(events)]
+    assert atom_titles == [e["title"] for e in reversed(events)]
+    assert original["pack_sha256"] in feed.get_data(as_text=True)
+
+
+def test_delivery_email_goes_through_the_outbox(site: Site) -> None:
+    petition_id, _slug = letter(site)
+    signed(site, _slug, "ada@microsoft.com", "Ada Lovelace")
+    target_id = add_target(site.client, petition_id, email="satya@microsoft.com")
+    deliver(site.client, petition_id, target_id, channel="email", send_email="y")
+    site.deliver()
+    message = site.mailbox.last_to("satya@microsoft.com")
+    assert "Ada" not in message.text and "signed by 1 verified person" in " ".join(
+        message.text.split()
+    )
+    path = re.search(r"http://undersigned\.test(/r/\S+)", message.text).group(1)
+    assert site.app.test_client().get(path).status_code == 200
+
+
+def test_the_public_letter_page_is_the_same_for_every_reader(site: Site) -> None:
+    petition_id, slug = letter(site)
+    deliver(site.client, petition_id, add_target(site.client, petition_id))
+    first = site.app.test_client().get(f"/p/{slug}").get_data(as_text=True)
+    second = site.app.test_client().get(f"/p/{slug}").get_data(as_text=True)
+    strip = re.compile(r'<p class="muted small as-of-line">.*?</p>', re.DOTALL)
+    assert strip.sub("", first) == strip.sub("", second)
+    assert "Delivered to Satya Nadella, CEO, Microsoft on" in first
+    assert "/r/" not in first
