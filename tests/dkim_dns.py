@@ -9,18 +9,26 @@ from __future__ import annotations
 import base64
 import subprocess
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 import dkim
+import pytest
 from dnslib import QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from flask import Flask
 
-from tests.mailbox import free_port
+from petitions import create_app
+from petitions.db import get_engine
+from tests.conftest import make_config
+from tests.mailbox import Mailbox, free_port
 
 SELECTOR = "s2026"
+#: the domains whose keys the server publishes
+DOMAINS = ("example.com", "eng.example.com", "elsewhere.net")
 
 
 def new_key() -> tuple[bytes, bytes]:
@@ -135,3 +143,28 @@ def signed(
         include_headers=list(headers),
     )
     return signature + raw
+
+
+@pytest.fixture(scope="module", name="dns")
+def dns_fixture() -> Iterator[KeyServer]:
+    """The DNS server that publishes the test domains' DKIM keys (import it to use it)."""
+    server = KeyServer()
+    server.start()
+    for domain in DOMAINS:
+        server.publish(domain)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="app")
+def dkim_app_fixture(database_url: str, mailbox: Mailbox, dns: KeyServer) -> Iterator[Flask]:
+    """The app, asking the test DNS server for DKIM keys (replaces conftest's `app`)."""
+    mailbox.clear()
+    mailbox.reject_code = None
+    dns.resolver.failing = False
+    config = make_config(
+        database_url, mailbox.port, DKIM_NAMESERVER=dns.address, DKIM_DNS_TIMEOUT=2.0
+    )
+    application = create_app(config)
+    yield application
+    get_engine(application).dispose()

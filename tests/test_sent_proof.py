@@ -1,53 +1,25 @@
 """Proving a work address with a message the signer sends: a DKIM-signed message checked
-against keys that a real local DNS server publishes; and every address hash erased on close."""
+against the keys that a real local DNS server publishes."""
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from petitions import create_app
-from petitions.db import get_engine, new_session
+from petitions.db import new_session
 from petitions.hashing import hash_address
 from petitions.models import ProofPhrase, Signature, SignatureState
-from tests.conftest import csrf_from, make_config, sign_fields
-from tests.dkim_dns import KeyServer, message, signed
-from tests.mailbox import Mailbox
+from tests.conftest import csrf_from, sign_fields
+from tests.dkim_dns import KeyServer, dkim_app_fixture, dns_fixture, message, signed  # noqa: F401
 
 EMPLOYERS = "example.com Example Corp\nother.org Other Org"
 WORK = "ann@example.com"
 HOME = "ann.home@personal.example.net"
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[KeyServer]:
-    """The DNS server that publishes the test domains' DKIM keys."""
-    server = KeyServer()
-    server.start()
-    for domain in ("example.com", "eng.example.com", "elsewhere.net"):
-        server.publish(domain)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(database_url: str, mailbox: Mailbox, dns: KeyServer) -> Iterator[Flask]:
-    """The app, asking the test DNS server for DKIM keys."""
-    mailbox.clear()
-    mailbox.reject_code = None
-    dns.resolver.failing = False
-    config = make_config(
-        database_url, mailbox.port, DKIM_NAMESERVER=dns.address, DKIM_DNS_TIMEOUT=2.0
-    )
-    application = create_app(config)
-    yield application
-    get_engine(application).dispose()
 
 
 def get_phrase(client, slug: str) -> tuple[str, str]:
@@ -107,9 +79,7 @@ def signatures(app: Flask) -> list[Signature]:
 
 
 def no_mail_reached(site, *addresses: str) -> None:
-    """Run the worker; nothing may reach the SMTP server for these addresses."""
-    result = site.app.test_cli_runner().invoke(args=["worker", "--drain"])
-    assert result.exit_code == 0, result.output
+    """Deliver all queued mail; nothing may reach the SMTP server for these addresses."""
     site.deliver()
     for address in addresses:
         assert site.mailbox.to(address) == []
