@@ -8,6 +8,9 @@ Environment:
 """
 
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 # Unlike gunicorn's own default (0.0.0.0:$PORT when PORT is set), listen on loopback unless told.
 _addresses = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or 8000}"
@@ -40,6 +43,39 @@ graceful_timeout = 30
 # their paths, and a log line would keep them. Turn it on only with a format that drops the path.
 accesslog = None
 errorlog = "-"  # stderr
+
+#: a path in a log line (perhaps after a scheme and host): its first segment, then the rest,
+#: which begins at a slash, a question mark or a percent sign (an encoded slash is routed as one)
+REQUEST_TARGET = re.compile(
+    r"""(?<![^\s'"(=])((?:[A-Za-z][A-Za-z0-9+.-]*://[^/\s'"]*)?/[^/?%\s'"]*[/?%])[^\s'"]+"""
+)
+
+
+def redact_request_targets(record):
+    """Keep only the first segment of any path in a log line: `GET /c/...`, `/login?...`.
+
+    gunicorn writes request lines when it refuses a request, when the app fails, and in the
+    access log if one is turned on; token links (/c/, /w/, /account/, invitations) must not
+    reach a log file, whatever route is added later.
+    """
+    message = record.getMessage()
+    redacted = REQUEST_TARGET.sub(r"\1...", message)
+    if redacted != message:
+        record.msg, record.args = redacted, ()
+    return True
+
+
+class RedactingLogger(Logger):
+    """gunicorn's own logger, with request targets cut short in every line (see above)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            # Assigned, not added: a reload (HUP) builds a new logger for the same two logs.
+            log.filters = [redact_request_targets]
+
+
+logger_class = RedactingLogger
 
 # Each worker builds its own app, so no database connection is shared across a fork.
 preload_app = False

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
+
+from petitions.db import close_session
 
 log = logging.getLogger(__name__)
+
+#: seconds a client is asked to wait before trying again when the database is busy or away
+RETRY_AFTER_SECONDS = 5
 
 MESSAGES = {
     400: (
@@ -27,6 +33,11 @@ MESSAGES = {
         "Something went wrong",
         "It is our fault, and nothing you sent was half-saved. Please try again.",
     ),
+    503: (
+        "Busy, please try again",
+        "The site could not reach its database just now, and nothing you sent was half-saved."
+        " Please try again in a few seconds.",
+    ),
 }
 
 
@@ -40,11 +51,29 @@ def render_error(status: int, title: str | None = None, message: str | None = No
     title, message = title or default_title, message or default_message
     if _wants_json():
         return jsonify(error={"status": status, "title": title, "message": message}), status
-    return render_template("error.html", status=status, title=title, message=message), status
+    # Rendered without Flask's context processors: Flask-Login's loads the visitor from the
+    # database, and this page must show while the database is down.
+    page = current_app.jinja_env.get_template("error.html")
+    return page.render(status=status, title=title, message=message), status
+
+
+def refuse_undecodable_address() -> None:
+    """400 on every route for a path or query string that is not UTF-8.
+
+    Werkzeug decodes the query string strictly (`request.args` raises UnicodeDecodeError) and
+    the path leniently (bad bytes become U+FFFD); either way nothing in it can be trusted.
+    """
+    try:
+        request.args  # noqa: B018 - parsing it is the check
+    except UnicodeDecodeError:
+        raise BadRequest() from None
+    if "\ufffd" in request.path:
+        raise BadRequest()
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Turn every HTTP error, CSRF failure and crash into a page in the site's look."""
+    """Turn HTTP errors, CSRF failures, database outages and crashes into the site's pages."""
+    app.before_request(refuse_undecodable_address)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):  # type: ignore[no-untyped-def]
@@ -64,6 +93,25 @@ def register_error_handlers(app: Flask) -> None:
         if valid_methods:
             headers["Allow"] = ", ".join(valid_methods)
         return body, status, headers
+
+    @app.errorhandler(DBAPIError)
+    def database_unavailable(error: DBAPIError):  # type: ignore[no-untyped-def]
+        """The database went away, timed out or is locked: 503, try again shortly.
+
+        PEP 249's OperationalError is the database failing to operate (a lost connection, a
+        lock or statement timeout, SQLite's "database is locked"), not a mistake of ours.
+        """
+        if not (isinstance(error, OperationalError) or error.connection_invalidated):
+            return crash(error)
+        close_session()  # roll back what the request began, before the page is rendered
+        log.warning(
+            "database unavailable (%s) on %s %s",
+            type(error.orig).__name__,
+            request.method,
+            request.endpoint,
+        )
+        body, status = render_error(503)
+        return body, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(Exception)
     def crash(error: Exception):  # type: ignore[no-untyped-def]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from petitions import create_app
 from petitions.db import new_session
 from petitions.models import OutboxMessage, Signature
-from tests.conftest import csrf_from, sign_fields
+from tests.conftest import csrf_from, make_config, sign_fields
 
 
 def _rows(app, model) -> int:
@@ -89,3 +90,24 @@ def test_bad_codes_and_handles_are_form_errors(site):
     for path in ["/c/" + "%00", "/w/garbage", "/account/confirm/garbage"]:
         assert site.client.get(path).status_code in {400, 200, 404}
         assert site.client.get(path).status_code < 500
+
+
+def test_pages_say_busy_with_503_while_the_database_is_unreachable(site):
+    """A logged-in organizer, a reader of the API and a signer each get the site's own 503
+    page (JSON under /api/) with Retry-After, and the page itself needs no database."""
+    site.organizer()
+    session_cookie = site.client.get_cookie("session")
+    config = make_config("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", 25)
+    client = create_app(config).test_client()
+    client.set_cookie("session", session_cookie.value, domain=session_cookie.domain)
+    for path in ("/letters/", "/p/some-letter", "/"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert response.headers["Retry-After"] == "5"
+        html = response.get_data(as_text=True)
+        assert 'class="site-header"' in html and "Busy, please try again" in html
+        assert "My letters" not in html
+    api = client.get("/api/v1/petitions")
+    assert api.status_code == 503
+    assert api.get_json()["error"]["status"] == 503
+    assert api.headers["Retry-After"] == "5"
