@@ -105,7 +105,8 @@ def make_engine(url: str) -> Engine:
         max_overflow=5,
         pool_pre_ping=True,  # a connection the server closed is replaced before use
         hide_parameters=True,
-        connect_args={"options": timeouts},
+        # A server that does not answer at all is given up on as soon as a lock would be.
+        connect_args={"options": timeouts, "connect_timeout": LOCK_TIMEOUT_SECONDS},
     )
 
 

@@ -58,16 +58,23 @@ def test_db_upgrade_command_is_idempotent(app):
     assert "Database at heads." in result.output
 
 
-def test_healthz_ok(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+def test_healthz_and_readyz_when_the_database_answers(client):
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "ok", "database": "ok"}
+        assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_healthz_503_when_database_is_down():
+def test_readyz_is_503_while_the_database_is_unreachable():
+    """A load balancer takes the server out (readyz); the server itself is alive (healthz)."""
     config = TestingConfig()
     config.DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
-    app = create_app(config)
-    response = app.test_client().get("/healthz")
-    assert response.status_code == 503
-    assert response.get_json()["status"] != "ok"
+    client = create_app(config).test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json() == {"status": "ok", "database": "unavailable"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json() == {"status": "unavailable", "database": "unavailable"}
+    assert ready.headers["Retry-After"] == "5"
