@@ -4,8 +4,6 @@ so nothing left (raw SQLite bytes, a PostgreSQL dump) can be tested against a di
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -14,19 +12,7 @@ from petitions.hashing import hash_address
 from petitions.models import Petition, Signature
 from tests.conftest import csrf_from
 from tests.dkim_dns import dkim_app_fixture, dns_fixture  # noqa: F401 (fixtures app, dns)
-from tests.test_sent_proof import EMPLOYERS, prove
-
-
-def _stored(app) -> str:
-    """Everything the database holds: the SQLite files' raw bytes, or a PostgreSQL dump."""
-    engine = get_engine(app)
-    if engine.dialect.name == "sqlite":
-        path = Path(engine.url.database)
-        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")]
-        return b"".join(f.read_bytes() for f in files if f.exists()).decode("latin-1")
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    dump = subprocess.run(["pg_dump", "--data-only", url], capture_output=True, check=True)
-    return dump.stdout.decode()
+from tests.test_sent_proof import EMPLOYERS, prove, stored_text
 
 
 def _checkpoint(site) -> None:
@@ -62,7 +48,7 @@ def test_closing_erases_every_address_hash_and_keeps_counts_names_and_withdrawal
         kept = hash_address("kept@example.com")
     assert len(hashes) == 4 and None not in hashes
     _checkpoint(site)
-    before = _stored(app)
+    before = stored_text(app)
     assert all(h in before for h in hashes) and "pete.pending@example.com" in before
 
     closed = site.post_form(f"/letters/{petition_id}", f"/letters/{petition_id}/close", {})
@@ -70,7 +56,7 @@ def test_closing_erases_every_address_hash_and_keeps_counts_names_and_withdrawal
     _checkpoint(site)
 
     assert _hashes(app, petition_id) == [None, None, None]  # the pending one is gone
-    stored = _stored(app)
+    stored = stored_text(app)
     for address_hash in hashes:
         assert address_hash not in stored
     assert "pete.pending@example.com" not in stored

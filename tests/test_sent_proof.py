@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from petitions.db import new_session
+from petitions.db import checkpoint_sqlite, get_engine, new_session
 from petitions.hashing import hash_address
 from petitions.models import ProofPhrase, Signature, SignatureState
 from tests.conftest import csrf_from, sign_fields
@@ -73,6 +75,18 @@ def prove(site, dns: KeyServer, slug: str, client=None, **details: str):
     return upload(client, slug, html, raw, **details)
 
 
+def stored_text(app: Flask) -> str:
+    """Everything the database holds: the SQLite files' raw bytes, or a PostgreSQL dump."""
+    engine = get_engine(app)
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")]
+        return b"".join(f.read_bytes() for f in files if f.exists()).decode("latin-1")
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dump = subprocess.run(["pg_dump", "--data-only", url], capture_output=True, check=True)
+    return dump.stdout.decode()
+
+
 def signatures(app: Flask) -> list[Signature]:
     with new_session(app, write=False) as session:
         return list(session.scalars(select(Signature).order_by(Signature.id)))
@@ -112,6 +126,10 @@ def test_a_sent_message_counts_one_signature_and_nothing_is_mailed_to_work(site,
         assert signature.address_hash == hash_address(WORK)  # as the emailed code keeps it
     with new_session(app, write=False) as session:
         assert session.scalars(select(ProofPhrase.used_at)).one() is not None
+    checkpoint_sqlite(get_engine(app))
+    stored = stored_text(app)
+    assert "Note to self" not in stored and "dkim-signature" not in stored.casefold()
+    assert "example corp" in stored.casefold()  # the search itself works
 
 
 def test_a_pasted_message_from_a_subdomain_counts_too(site, app, dns):
