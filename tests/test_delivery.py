@@ -279,6 +279,21 @@ def test_deadline_entry_appears_when_the_clock_passes_it(site: Site) -> None:
     assert entries[0]["recorded_by"] == "undersigned"
     assert "No response 14 days after delivery" in page(site.client, f"/p/{slug}")
 
+    # The worker does it by itself: a date already past is noted by `worker --drain`.
+    board = add_target(site.client, petition_id, name="The board")
+    deliver(site.client, petition_id, board, delivered_on=(today - timedelta(days=3)).isoformat())
+    html = page(site.client, f"/letters/{petition_id}/delivery")
+    delivery_id = re.findall(r"/delivery/(\d+)/deadline", html)[-1]
+    data = {f"d{delivery_id}-response_requested_by": (today - timedelta(days=1)).isoformat()}
+    assert post(site.client, petition_id, f"/{delivery_id}/deadline", data).status_code == 302
+    result = site.app.test_cli_runner().invoke(args=["worker", "--drain"])
+    assert result.exit_code == 0, result.output
+    titles = [e["title"] for e in api_timeline(site.client, slug) if e["kind"] == "deadline_passed"]
+    assert titles == [
+        "No response 2 days after delivery to The board, CEO, Microsoft",
+        "No response 14 days after delivery to Satya Nadella, CEO, Microsoft",
+    ]
+
 
 def join(site: Site, petition_id: int, email: str, role: str) -> FlaskClient:
     """Invite `email` with `role`, and have them register, confirm and accept in their client."""

@@ -14,8 +14,10 @@ from petitions.mail import outbox, worker
 
 def _chores() -> list[worker.Chore]:
     """What the worker does besides mail: purge expired pending signatures, record the count
-    history, and on SQLite fold the write-ahead log (old copies of addresses) into the file."""
-    from petitions.db import checkpoint_sqlite
+    history, note passed response deadlines on letters' timelines, and on SQLite fold the
+    write-ahead log (old copies of addresses) into the file."""
+    from petitions.db import checkpoint_sqlite, get_engine
+    from petitions.delivery.timeline import record_passed_deadlines
     from petitions.signing.service import purge_expired
     from petitions.signing.subscribers import move_new_subscribers
     from petitions.tallies.history import record
@@ -25,7 +27,11 @@ def _chores() -> list[worker.Chore]:
         # Before the mail goes: it queues the "signed" email to each new subscriber.
         worker.Chore("subscribers", 60, move_new_subscribers),
         worker.Chore("snapshot", 60, record),
-        worker.Chore("checkpoint", 60, lambda session, _now: checkpoint_sqlite(session.get_bind())),
+        # "No response N days after delivery" on the timeline once a requested date has passed.
+        worker.Chore("deadlines", 600, record_passed_deadlines),
+        # On the plain engine: the session's own begins with BEGIN IMMEDIATE, inside which
+        # SQLite refuses a checkpoint ("database table is locked").
+        worker.Chore("checkpoint", 60, lambda _s, _now: checkpoint_sqlite(get_engine(current_app))),
     ]
 
 
