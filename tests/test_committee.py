@@ -252,7 +252,7 @@ def test_with_the_two_person_rule_publishing_waits_for_a_second_member(site, app
     assert post(site, bea, base, f"{base}/actions/{action_id}/approve").status_code == 302
     assert _state(app, petition_id) == "open"
     log = site.client.get(f"{base}/committee/log").get_data(as_text=True)
-    assert f"Publish the letter (action {action_id}), waiting." in log
+    assert f"Proposed: Publish the letter (action {action_id}), waiting" in log
     assert "Bea Organizer" in log
 
     # Closing: Bea proposes, the action expires after 7 days unapproved.

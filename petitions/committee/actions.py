@@ -95,7 +95,11 @@ def perform(
     session.add(action)
     session.flush()
     committee.record(
-        session, petition.id, user, "proposed", f"{LABELS[kind]} (action {action.id}), waiting."
+        session,
+        petition.id,
+        user,
+        "proposed",
+        f"Proposed: {LABELS[kind]} (action {action.id}), waiting for approval.",
     )
     return action
 
@@ -134,7 +138,9 @@ def approve(
         raise committee.NotAllowed("Only an owner may approve turning the rule off.")
     action.approve(user.id, now)
     label = LABELS[ActionKind(action.kind)]
-    committee.record(session, petition.id, user, "approved", f"{label} (action {action.id}).")
+    committee.record(
+        session, petition.id, user, "approved", f"Approved: {label} (action {action.id})."
+    )
     RUNNERS[ActionKind(action.kind)](session, petition, dict(action.payload), now)
 
 
@@ -143,7 +149,9 @@ def reject(session: Session, petition: Petition, user: User, action_id: int, now
     action = _action(session, petition, action_id)
     action.reject(user.id, now)
     label = LABELS[ActionKind(action.kind)]
-    committee.record(session, petition.id, user, "rejected", f"{label} (action {action.id}).")
+    committee.record(
+        session, petition.id, user, "rejected", f"Rejected: {label} (action {action.id})."
+    )
 
 
 def set_rule(session: Session, petition: Petition, user: User, on: bool, now: datetime) -> bool:
