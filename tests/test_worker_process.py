@@ -112,12 +112,17 @@ def test_worker_delivers_mail_queued_while_it_runs(app, database_url, counting):
 
 def test_worker_keeps_running_while_the_database_is_down(counting):
     worker = _worker("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", counting.port)
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.extend(worker.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(4)
+        assert _wait_for(lambda: b"worker pass failed" in b"".join(errors), 30)
+        time.sleep(1)
         assert worker.poll() is None  # still alive, retrying
     finally:
-        errors = _stop(worker)
-    assert "worker pass failed" in errors
+        worker.terminate()
+        worker.wait(15)
+        reader.join(5)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
