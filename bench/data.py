@@ -36,16 +36,11 @@ from petitions.models import (
 
 #: the employer whose staff sign in every scenario; seeded signers are supporters
 EMPLOYER_DOMAIN = "example.com"
-LETTER_BODY = """\
-We are engineers, designers, researchers and support staff at Example Corp.
-
-We ask that Example Corp **not renew** its contract to supply face recognition to police
-departments, and that it publish the terms of any such contract.
-
-1. End the current contract when its term ends.
-2. Publish an ethics review for any contract touching surveillance.
-3. Let employees transfer off such projects without penalty.
-"""
+LETTER_BODY = (
+    "We are engineers, designers and support staff at Example Corp. We ask that Example Corp"
+    " **not renew** its contract to supply face recognition to police departments.\n\n"
+    "1. End the contract when its term ends.\n2. Publish the terms of any such contract.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +142,7 @@ def seed_letter(app: Flask, slug: str, confirmed: int) -> Letter:
                 }
                 for n in range(start, min(start + 20_000, confirmed))
             ]
-            session.execute(insert(Signature), rows)
+            session.execute(insert(Signature.__table__), rows)  # Core: no ORM per row
         for bucket in ("total", "supporters"):
             session.add(
                 PetitionCounter(petition_id=letter.id, bucket=bucket, shard=0, value=confirmed)

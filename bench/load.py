@@ -1,8 +1,8 @@
 """Load from wrk: run one of bench/lua's scripts and read the summary line it prints.
 
-Every request comes from its own client address, sent in X-Forwarded-For: through nginx as
-one address (nginx adds its own), straight to gunicorn as two, so that the app, trusting two
-proxies (TRUSTED_PROXIES=2), always sees a crowd, as its per-address limits would in production.
+Every request comes from an address of its own in X-Forwarded-For: through nginx as one
+address (nginx adds its own), straight to gunicorn as two, so that the app, trusting two
+proxies (TRUSTED_PROXIES=2), sees a crowd, as its per-address limits would in production.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 
 LUA = Path(__file__).resolve().parent / "lua"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
-#: numbers each wrk run, so that runs draw client addresses from different blocks
-_runs = itertools.count()
+_runs = itertools.count()  # each run draws client addresses from a block of its own
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Load:
 
 @dataclass
 class WrkResult:
-    """One wrk run, as its script summarised it."""
+    """One wrk run, as its script summarised it; errors are 4xx/5xx plus socket errors."""
 
     requests: int
     seconds: float
@@ -57,7 +56,7 @@ class WrkResult:
 
     @property
     def errors(self) -> int:
-        """Error statuses (4xx/5xx) plus connect, read, write and timeout errors."""
+        """Error answers and socket errors."""
         return self.status_errors + self.socket_errors
 
 
@@ -76,21 +75,13 @@ def wrk(
     direct: bool = False,
     env: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run wrk with `bench/lua/<script>` against `url` for `seconds`; `direct` when `url`
-    is gunicorn's own, not nginx's; `env` for the script (BENCH_INTERVAL paces sign.lua)."""
-    if not Path(WRK).exists():
-        raise WrkFailed("wrk is not installed: apt-get install -y wrk")
+    """Run wrk with `lua/<script>` against `url`; `direct` when `url` is gunicorn's own, not
+    nginx's; `env` for the script (BENCH_INTERVAL paces sign.lua)."""
     whole_seconds = max(1, round(seconds))
     command = [
-        WRK,
-        f"--threads={threads}",
-        f"--connections={max(connections, threads)}",
-        f"--duration={whole_seconds}s",
-        "--timeout=30s",
-        f"--script={LUA / script}",
-        url,
-        "--",
-        *args,
+        *(WRK, f"--threads={threads}", f"--connections={max(connections, threads)}"),
+        *(f"--duration={whole_seconds}s", "--timeout=30s", f"--script={LUA / script}"),
+        *(url, "--", *args),
     ]
     env = {
         **os.environ,
@@ -100,21 +91,16 @@ def wrk(
     }
     try:
         done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=whole_seconds + 60,
-            check=False,
-            env=env,
+            command, capture_output=True, text=True, timeout=whole_seconds + 60, env=env
         )
-    except subprocess.TimeoutExpired as exc:
-        raise WrkFailed(f"wrk {script} did not finish") from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WrkFailed(f"wrk {script} did not run or finish: {exc}") from exc
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise WrkFailed(f"wrk {script} failed ({done.returncode}): {done.stdout}{done.stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     if data["requests"] == 0 or data["p99_us"] == 0:
-        data.update(p50_us=math.nan, p99_us=math.nan, max_us=math.nan)
+        data.update(p50_us=math.nan, p99_us=math.nan, max_us=math.nan)  # no answer in time
     return WrkResult(
         requests=data["requests"],
         seconds=data["duration_us"] / 1e6,

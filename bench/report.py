@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,22 +161,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def machine() -> list[list[str]]:
-    """nproc, CPU model, memory and kernel of this machine."""
-    cpu = next(
-        (
-            line.partition(":")[2].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
+    """This machine and the versions the numbers depend on."""
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return [
-        ["nproc", str(os.cpu_count())],
-        ["CPU", cpu],
-        ["memory", f"{memory:.1f} GiB"],
-        ["kernel", platform.release()],
-        ["python", platform.python_version()],
+        ["machine", f"{os.cpu_count()} cores, {cpu.group(1) if cpu else '?'}, {memory:.0f} GiB"],
+        ["kernel, python", f"{platform.release()}, {platform.python_version()}"],
         *([name, metadata.version(name)] for name in ("gunicorn", "flask", "sqlalchemy")),
     ]
 

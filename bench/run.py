@@ -228,6 +228,8 @@ def run_database(kind: str, url: str, run: Run) -> None:
         m.worker_rss_mb = [x for pid in children_of(gunicorn.pid) if (x := rss_mb(pid))]
         m.queue_empty_after, m.queue_left = scenarios.wait_for_empty_outbox(app, s.drain_limit)
         results.mixed[kind] = m
+        if not (m.signers.successes and m.readers.successes):
+            results.problems.append(f"mixed on {kind}: signers or readers got no answer")
         run.children.check_alive()
     finally:
         run.stop(name)
@@ -248,43 +250,27 @@ def run_database(kind: str, url: str, run: Run) -> None:
 
 
 def describe(s: Settings) -> list[str]:
-    """The settings, as the results page states them."""
+    """The settings, as the results page states them (bench/README.md says the rest)."""
     return [
-        "topology: wrk -> nginx (deploy/nginx.conf, only its `# local` ports and paths"
-        " changed) -> `gunicorn -c gunicorn.conf.py wsgi:app` (sync workers, production's"
-        " default count) -> SQLite file or PostgreSQL; one `flask --app wsgi worker` into an"
-        " SMTP sink (bench/smtp_sink.py); all on this machine, 127.0.0.1",
-        "app: UNDERSIGNED_ENV=production, rate limits on, TRUSTED_PROXIES=2 (wrk plays a load"
-        " balancer before nginx and sends each request from its own address in"
-        " X-Forwarded-For), SIGN_MIN_SECONDS=0 (the bench posts the form at once)",
-        "hello world: bench/hello.py under the same gunicorn settings and worker count, with"
-        " nginx from the same file in front, measured straight and through nginx before each"
-        " database" + ("" if s.smoke else " and again after it (ratios use the mean)"),
-        f"load: wrk, {s.load.threads} threads, {s.load.connections} connections,"
-        f" {s.load.warmup:g} s warm-up then {s.load.duration:g} s measured",
-        f"letters: {s.sizes[0]:,} and {s.sizes[1]:,} verified signatures in one database;"
-        " reads on the small one, sign, confirm and mixed on the large one",
-        f"mixed: {s.mixed_rate:,.0f} signatures/s offered (paced, 128 connections) for"
-        f" {s.mixed_seconds:g} s while 32 connections read the letter page and API count in"
-        " turn as fast as they can, all through nginx",
+        "wrk -> nginx (deploy/nginx.conf) -> `gunicorn -c gunicorn.conf.py wsgi:app`, all on"
+        " this machine; UNDERSIGNED_ENV=production, rate limits on, TRUSTED_PROXIES=2 (wrk"
+        " plays a load balancer, every request from its own address), SIGN_MIN_SECONDS=0",
+        f"wrk: {s.load.threads} threads, {s.load.connections} connections, {s.load.warmup:g} s"
+        f" warm-up, {s.load.duration:g} s measured; mixed {s.mixed_seconds:g} s; letters of"
+        f" {s.sizes[0]:,} and {s.sizes[1]:,} signatures",
     ]
 
 
 def git_revision() -> str:
     """The commit measured, and whether the app's files differ from it."""
     try:
-        head = run_git("rev-parse", "--short", "HEAD")
-        changed = run_git("status", "--porcelain", "--", ".", ":!bench")
-    except (OSError, subprocess.SubprocessError):
+        head, changed = (
+            subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+            for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", ":!bench"])
+        )
+    except OSError:
         return "unknown"
-    return head + (" with uncommitted changes" if changed else "")
-
-
-def run_git(*args: str) -> str:
-    """Output of a git command in the checkout."""
-    return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
-    ).stdout.strip()
+    return head.strip() + (" with uncommitted changes" if changed.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -260,8 +260,11 @@ class Mixed:
 
 
 def mixed(site: Site, load: Load, seconds: float, rate: float) -> Mixed:
-    """Two wrk processes at once through nginx: signers paced at `rate` and readers."""
+    """Two wrk processes at once through nginx: signers paced at `rate` and readers of a
+    letter already in the cache, as a popular one would be."""
     slug = site.large.slug
+    for path in MIXED_READS:
+        http_get(site.edge_port, path.format(slug=slug))
     with ThreadPoolExecutor(2) as pool:
         signers = pool.submit(
             wrk,
