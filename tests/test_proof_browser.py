@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 from playwright.sync_api import Browser, expect
 from werkzeug.serving import make_server
@@ -67,6 +68,8 @@ def test_a_signer_proves_their_work_address_with_a_message_they_sent(
     expect(heading(page, "Prove it without any email to your work inbox")).to_be_visible()
     page.get_by_role("button", name="Show me a phrase").click()
     phrase = page.locator("#proof-phrase").inner_text()
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_report()
     assert phrase.startswith("Undersigned ")
 
     changed = tmp_path / "changed.eml"
@@ -76,6 +79,7 @@ def test_a_signer_proves_their_work_address_with_a_message_they_sent(
     page.get_by_label("Named: my name, job title and team are public").check()
     page.get_by_role("button", name="Check my message and sign").click()
     expect(page.get_by_role("alert")).to_contain_text("changed after it was sent")
+    assert Axe().run(page).violations_count == 0
 
     saved = tmp_path / "message.eml"
     saved.write_bytes(work_message(dns, f"Note to self\n\n{phrase}\n"))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from petitions.db import checkpoint_sqlite, get_engine, new_session
@@ -160,6 +162,11 @@ def _from_elsewhere(dns, phrase):
     return work_message(dns, f"{phrase}\n", sender="ann@elsewhere.net")
 
 
+def _broken_from(dns, phrase):
+    # the standard library's strict header parser raises AttributeError on this one
+    return work_message(dns, f"{phrase}\n").replace(b"From: ann@example.com", b"From: ann@[", 1)
+
+
 def _unsigned(dns, phrase):
     return message(WORK, HOME, f"{phrase}\n", datetime.now(UTC)).as_bytes()
 
@@ -188,6 +195,7 @@ REFUSALS = {
     "tampered header": (_tampered_header, 400, "changed after it was sent"),
     "another domain": (_other_domain, 400, "signed by elsewhere.net, which is not one of"),
     "from another domain": (_from_elsewhere, 400, "from an address at elsewhere.net"),
+    "broken From": (_broken_from, 400, "changed after it was sent"),
     "no DKIM": (_unsigned, 400, "has no DKIM signature"),
     "forwarded": (_forwarded, 400, "This message was forwarded"),
     "phrase missing": (_phrase_missing, 400, "does not contain the phrase shown on this page"),
@@ -318,3 +326,31 @@ def test_signing_by_both_routes_counts_once(site, app, dns):
     assert site.count(slug) == 2
     with new_session(app, write=False) as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 2
+
+
+def test_a_mangled_message_is_refused_never_a_crash(site, app, dns):
+    slug = site.letter(employers=EMPLOYERS)
+    phrase, html = get_phrase(site.client, slug)
+    original = work_message(dns, f"Note to self:\n\n{phrase}\n")
+
+    # Mostly in the headers (the DKIM-Signature comes first), with the bytes its tags are made of.
+    tag_bytes = st.lists(st.sampled_from(list(b"=;:\r\n \t-_ab09+/@.<>\"'\x00\xff")), max_size=8)
+
+    @settings(max_examples=120, deadline=None, database=None)
+    @given(
+        edits=st.lists(
+            st.tuples(st.integers(0, 900), st.integers(0, 8), tag_bytes.map(bytes)),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def upload_mangled(edits: list[tuple[int, int, bytes]]) -> None:
+        raw = original
+        for at, cut, insert in edits:
+            raw = raw[:at] + insert + raw[at + cut :]
+        response = upload(site.client, slug, html, raw)
+        # 200 only where the edit left the signed content as it was (relaxed whitespace)
+        assert response.status_code in {200, 400}, response.get_data(as_text=True)
+
+    upload_mangled()
+    assert site.count(slug) <= 1

@@ -11,13 +11,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.message import EmailMessage
+from email.message import Message
 from email.parser import BytesParser
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 
 import dkim
 import dns.exception
+import dns.name
 import dns.resolver
 
 from petitions.models.errors import DomainError
@@ -26,6 +26,8 @@ from petitions.models.errors import DomainError
 MAX_MESSAGE_BYTES = 200 * 1024
 #: how far a message's Date may be ahead of our clock
 CLOCK_SKEW = timedelta(minutes=5)
+
+log = logging.getLogger(__name__)
 
 #: dkimpy logs a signature's tags, whose i= may hold the signer's address: that log goes nowhere
 _QUIET = logging.getLogger(f"{__name__}.dkimpy")
@@ -59,16 +61,23 @@ def txt_lookup(nameserver: str, timeout: float) -> Callable[..., bytes | None]:
     empty for the system's). A name without a key is None; an unanswered lookup raises."""
     try:
         resolver = dns.resolver.Resolver(configure=not nameserver)
+        if nameserver:
+            host, port = _host_and_port(nameserver)
+            resolver.nameservers = [host]
+            resolver.port = port
     except dns.exception.DNSException as exc:
         raise DnsUnavailable(_TRY_AGAIN) from exc
-    if nameserver:
-        host, _, port = nameserver.rpartition(":")
-        resolver.nameservers = [host.strip("[]")]
-        resolver.port = int(port)
+    except ValueError as exc:
+        log.error("DKIM_NAMESERVER is not an IP address with an optional :port")
+        raise DnsUnavailable(_TRY_AGAIN) from exc
 
     def lookup(name: bytes, timeout: float = timeout) -> bytes | None:
         try:
-            answer = resolver.resolve(name.decode("ascii"), "TXT", lifetime=timeout, search=False)
+            qname = dns.name.from_text(name.decode("ascii"))
+        except (UnicodeDecodeError, dns.exception.DNSException):
+            return None  # no such name can hold a key
+        try:
+            answer = resolver.resolve(qname, "TXT", lifetime=timeout, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except (dns.exception.DNSException, OSError) as exc:
@@ -79,6 +88,23 @@ def txt_lookup(nameserver: str, timeout: float) -> Callable[..., bytes | None]:
     return lookup
 
 
+def _host_and_port(nameserver: str) -> tuple[str, int]:
+    """ "192.0.2.1:5353", "[2001:db8::1]:53", or an address alone (port 53)."""
+    if nameserver.startswith("["):
+        host, _, port = nameserver[1:].partition("]")
+        return host, int(port.removeprefix(":") or 53)
+    if nameserver.count(":") == 1:
+        host, _, port = nameserver.partition(":")
+        return host, int(port)
+    return nameserver, 53
+
+
+#: what the standard library's parser and dkimpy raise on a malformed message, besides their own
+_MALFORMED = (ValueError, LookupError, TypeError)
+_UNREADABLE = (
+    "This does not look like a whole email message. Save the message itself (“Show original”,"
+    " “Download message” or “Save as .eml”) and upload that file as it is."
+)
 _TRY_AGAIN = (
     "We could not look up your employer's mail signing key just now. Nothing was saved:"
     " please try again in a minute."
@@ -107,17 +133,22 @@ def check_message(
             "This message is too large. Send a short message with only the phrase, no attachments."
         )
     raw = raw.lstrip()
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    if not message.get_all("from"):
-        raise ProofRefused(
-            "This does not look like a whole email message. Save the message itself (“Show"
-            " original”, “Download message” or “Save as .eml”) and upload that file."
-        )
-    forwarded = _looks_forwarded(message)
+    try:
+        # The lenient compat32 parser: headers stay strings, read by getaddresses and parsedate.
+        message = BytesParser().parsebytes(raw)
+        whole = bool(message.get_all("from"))
+        forwarded = _looks_forwarded(message)
+    except _MALFORMED:
+        whole = False
+    if not whole:
+        raise ProofRefused(_UNREADABLE)
     signing_domain = _verified_domain(raw, listed, dnsfunc, forwarded)
-    address = _sender(message, listed, signing_domain)
-    sent_at = _sent_at(message, now, max_age)
-    return SentMessage(address, signing_domain, sent_at, _text_of(message))
+    try:
+        address = _sender(message, listed, signing_domain)
+        sent_at = _sent_at(message, now, max_age)
+        return SentMessage(address, signing_domain, sent_at, _text_of(message))
+    except _MALFORMED:
+        raise ProofRefused(_UNREADABLE) from None
 
 
 def _verified_domain(
@@ -126,14 +157,14 @@ def _verified_domain(
     """The domain of a valid DKIM signature by a listed employer covering From, Date and body."""
     try:
         checker = dkim.DKIM(raw, logger=_QUIET, minkey=1024)
-    except dkim.DKIMException:
-        raise ProofRefused("This message could not be read. Upload the file as saved.") from None
+    except (dkim.DKIMException, *_MALFORMED):
+        raise ProofRefused(_UNREADABLE) from None
     headers = [value for name, value in checker.headers if name.lower() == b"dkim-signature"]
     verified: list[str] = []
     for index in range(len(headers)):
         try:
             valid = checker.verify(idx=index, dnsfunc=dnsfunc)
-        except dkim.DKIMException:
+        except (dkim.DKIMException, *_MALFORMED):
             valid = False
         if not valid:
             continue
@@ -172,7 +203,7 @@ def _verified_domain(
     )
 
 
-def _looks_forwarded(message: EmailMessage) -> bool:
+def _looks_forwarded(message: Message) -> bool:
     """Whether the signer forwarded a message instead of sending one."""
     if _FORWARD_SUBJECT.match(str(message.get("subject", ""))):
         return True
@@ -182,12 +213,12 @@ def _looks_forwarded(message: EmailMessage) -> bool:
     return any(marker in text for marker in _FORWARD_MARKERS)
 
 
-def _sender(message: EmailMessage, listed: Sequence[str], signing_domain: str) -> str:
+def _sender(message: Message, listed: Sequence[str], signing_domain: str) -> str:
     """The one From address, at the same listed employer as the signature."""
-    senders = [address for header in message.get_all("from", []) for address in header.addresses]
-    if len(senders) != 1 or "@" not in senders[0].addr_spec:
+    senders = [address for _, address in getaddresses([str(v) for v in message.get_all("from")])]
+    if len(senders) != 1 or "@" not in senders[0]:
         raise ProofRefused("This message must come from exactly one sender address.")
-    address = senders[0].addr_spec
+    address = senders[0]
     from_domain = address.rpartition("@")[2]
     employer = employer_domain(from_domain, listed)
     if employer is None or employer != employer_domain(signing_domain, listed):
@@ -199,7 +230,7 @@ def _sender(message: EmailMessage, listed: Sequence[str], signing_domain: str) -
     return address
 
 
-def _sent_at(message: EmailMessage, now: datetime, max_age: timedelta) -> datetime:
+def _sent_at(message: Message, now: datetime, max_age: timedelta) -> datetime:
     """The message's (signed) Date, which must be recent."""
     try:
         sent_at = parsedate_to_datetime(str(message["date"]))
@@ -216,15 +247,17 @@ def _sent_at(message: EmailMessage, now: datetime, max_age: timedelta) -> dateti
     return sent_at
 
 
-def _text_of(message: EmailMessage) -> str:
+def _text_of(message: Message) -> str:
     """The decoded text of every text part (plain and HTML), attachments left out."""
     texts = []
     for part in message.walk():
-        if part.get_content_maintype() != "text" or part.is_attachment():
+        if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
             continue
         try:
-            texts.append(part.get_content())
-        except (LookupError, UnicodeError):
-            payload = part.get_payload(decode=True)
-            texts.append(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else "")
+            texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+        except (LookupError, ValueError):  # an unknown or malformed charset
+            texts.append(payload.decode("utf-8", "replace"))
     return "\n".join(texts)

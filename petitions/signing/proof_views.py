@@ -67,7 +67,9 @@ def _phrase_for(petition: Petition) -> dict[str, str] | None:
     return held if isinstance(held, dict) and held.get("letter") == petition.id else None
 
 
-def _page(petition: Petition, form: ProofForm | None = None, error: str | None = None, status=200):  # type: ignore[no-untyped-def]
+def _page(
+    petition: Petition, form: ProofForm | None = None, error: str | None = None, status: int = 200
+) -> tuple[str, int]:
     """The proof page: how it works, this browser's phrase, and the upload form."""
     return render_template(
         "sign/proof.html",
@@ -88,7 +90,8 @@ def _proof_letter(slug: str) -> Petition | None:
     return petition if petition.is_open and petition.domains else None
 
 
-def _closed():  # type: ignore[no-untyped-def]
+def _closed() -> tuple[str, int]:
+    """The answer for a letter that is closed or names no company."""
     return render_template(
         "sign/problem.html",
         message="This letter does not take signatures proven by a sent message.",
