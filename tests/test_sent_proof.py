@@ -7,6 +7,7 @@ import io
 import re
 import subprocess
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,11 @@ def _too_old(dns, phrase):
     return work_message(dns, f"{phrase}\n", sent_at=datetime.now(UTC) - timedelta(hours=2))
 
 
+def _date_added_on_top(dns, phrase):
+    old = work_message(dns, f"{phrase}\n", sent_at=datetime.now(UTC) - timedelta(hours=3))
+    return f"Date: {format_datetime(datetime.now(UTC))}\r\n".encode() + old
+
+
 def _date_not_signed(dns, phrase):
     return work_message(dns, f"{phrase}\n", headers=(b"from", b"to", b"subject"))
 
@@ -200,6 +206,7 @@ REFUSALS = {
     "forwarded": (_forwarded, 400, "This message was forwarded"),
     "phrase missing": (_phrase_missing, 400, "does not contain the phrase shown on this page"),
     "too old": (_too_old, 400, "This message is too old"),
+    "date added on top": (_date_added_on_top, 400, "must have exactly one date"),
     "date not signed": (_date_not_signed, 400, "but not its sender, date and whole text"),
 }
 

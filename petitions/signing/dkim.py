@@ -232,6 +232,9 @@ def _sender(message: Message, listed: Sequence[str], signing_domain: str) -> str
 
 def _sent_at(message: Message, now: datetime, max_age: timedelta) -> datetime:
     """The message's (signed) Date, which must be recent."""
+    if len(message.get_all("date") or []) != 1:
+        # DKIM signs the last of repeated headers, so an added one on top would go unchecked.
+        raise ProofRefused("This message must have exactly one date. Upload it as it was saved.")
     try:
         sent_at = parsedate_to_datetime(str(message["date"]))
     except (TypeError, ValueError):
