@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from petitions.cli import alembic_config, upgrade_database
 from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
-from petitions.mail import worker as delivery
+from petitions.mail import worker as mail_worker
 from petitions.models import OutboxMessage, Petition, User
 from petitions.models.outbox import OutboxStatus
 from tests.conftest import csrf_from
@@ -90,7 +90,7 @@ def test_a_model_is_reduced_to_the_fields_its_mail_shows(app, mailbox):
     assert _row(app, message_id).context == {
         "user": {"display_name": "Olga Owner", "is_admin": False}
     }
-    delivery.drain(app)
+    mail_worker.drain(app)
     mail = mailbox.last_to("owner@example.org")
     assert "Hello Olga Owner," in mail.text
     assert "Hello Olga Owner," in mail.html
@@ -116,7 +116,7 @@ def test_mime_is_well_formed_with_unicode_subject_and_escaped_html(app, raw_serv
         withdraw_url="http://undersigned.test/w/abc",
         withdraw_code="ABCD-EFGH-JKMN",
     )
-    assert delivery.drain(app).sent == 1
+    assert mail_worker.drain(app).sent == 1
     recipient, raw = raw_server.received[-1]
     assert recipient == "signer@example.net"
     # Seven-bit, CRLF lines no longer than RFC 5322 recommends, headers encoded per RFC 2047.
@@ -145,7 +145,7 @@ def test_mime_is_well_formed_with_unicode_subject_and_escaped_html(app, raw_serv
 
 def test_a_non_ascii_address_goes_out_over_smtputf8(app, raw_server):
     _queue(app, "jörg@bücher.example", "already_signed")
-    assert delivery.drain(app).sent == 1
+    assert mail_worker.drain(app).sent == 1
     recipient, _raw = raw_server.received[-1]
     assert recipient == "jörg@bücher.example"
     assert str(raw_server.parsed()["To"]) == "jörg@bücher.example"
@@ -159,7 +159,7 @@ def test_a_server_without_smtputf8_defers_only_the_non_ascii_address(app):
     _queue(app, "jörg@bücher.example", "already_signed")
     _queue(app, "plain@example.net", "already_signed")
     try:
-        report = delivery.drain(app)
+        report = mail_worker.drain(app)
     finally:
         server.controller.stop()
     assert (report.sent, report.retried) == (1, 1)
@@ -175,7 +175,7 @@ def test_a_server_without_smtputf8_defers_only_the_non_ascii_address(app):
 def test_a_refusal_that_quotes_the_address_is_kept_without_it(app, raw_server):
     raw_server.refuse_with = "554 5.7.1 <{address}>: Recipient address rejected"
     _queue(app, "Gone.Person@example.net", "already_signed")
-    assert delivery.drain(app).failed == 1
+    assert mail_worker.drain(app).failed == 1
     result = app.test_cli_runner().invoke(args=["mail-status"])
     assert result.exit_code == 0, result.exception
     status = result.output
@@ -199,8 +199,8 @@ def test_a_message_that_cannot_be_rendered_is_retried_then_fails_alone(app, mail
     with caplog.at_level(logging.INFO):
         # The first pass sends one and retries the other a minute later; a minute on, the
         # second try has used up MAIL_RETRY_FOR and the message fails.
-        first = delivery.drain(app)
-        second = delivery.drain(app, now=utcnow() + timedelta(seconds=61))
+        first = mail_worker.drain(app)
+        second = mail_worker.drain(app, now=utcnow() + timedelta(seconds=61))
     assert (first.sent, first.retried, first.failed) == (1, 1, 0)
     assert (second.sent, second.retried, second.failed) == (0, 0, 1)
     assert [m.to for m in mailbox.messages] == ["fine@example.net"]
@@ -252,7 +252,7 @@ def test_messages_queued_before_the_upgrade_are_still_sent(app, mailbox):
             session.commit()
     finally:
         upgrade_database(app)
-    assert delivery.drain(app).sent == 2
+    assert mail_worker.drain(app).sent == 2
     early = mailbox.last_to("early@example.net")
     assert early.subject == "Rendered before the upgrade"
     assert early.code() == "WXYZ-2345"

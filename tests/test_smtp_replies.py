@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from petitions.db import new_session
 from petitions.mail import queue_email
-from petitions.mail import worker as delivery
+from petitions.mail import worker as mail_worker
 from petitions.models import OutboxMessage
 from petitions.models.outbox import OutboxStatus
 from tests.mailbox import ScriptedServer
@@ -38,10 +38,10 @@ def _queue(app, recipients: list[str]) -> None:
         session.commit()
 
 
-def _deliver(app) -> delivery.DeliveryReport:
+def _deliver(app) -> mail_worker.DeliveryReport:
     """One pass of the worker: one batch over one connection."""
     with new_session(app) as session:
-        return delivery.deliver_batch(app, session, "test-owner")
+        return mail_worker.deliver_batch(app, session, "test-owner")
 
 
 def _rows(app) -> list[OutboxMessage]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
-from petitions.mail import worker as delivery
+from petitions.mail import worker as mail_worker
 from petitions.mail.cli import age
 from petitions.models import OutboxMessage
 from petitions.models.errors import InvalidTransition
@@ -66,7 +66,7 @@ def slow_server(app):
 
 def test_delivered_message_is_wiped_from_the_database(app, mailbox):
     _queue(app, 1)
-    report = delivery.drain(app)
+    report = mail_worker.drain(app)
     assert report.sent == 1
     assert len(mailbox.to("person0@example.net")) == 1
     [message] = _messages(app)
@@ -80,8 +80,8 @@ def test_a_batch_goes_over_one_connection(app, slow_server):
     app.config["MAIL_BATCH_SIZE"] = 30
     _queue(app, 60)
     with new_session(app) as session:
-        first = delivery.deliver_batch(app, session, "test-owner")
-        second = delivery.deliver_batch(app, session, "test-owner")
+        first = mail_worker.deliver_batch(app, session, "test-owner")
+        second = mail_worker.deliver_batch(app, session, "test-owner")
     assert (first.sent, second.sent) == (30, 30)
     connections = [port for _rcpt, port in slow_server.received]
     assert len(set(connections[:30])) == 1 and len(set(connections[30:])) == 1
@@ -96,14 +96,14 @@ def test_retries_when_the_smtp_server_is_down_then_delivers(app):
     late = Mailbox()
     late.port = app.config["SMTP_PORT"]
     _queue(app, 3)
-    report = delivery.drain(app)
+    report = mail_worker.drain(app)
     assert (report.sent, report.retried, report.failed) == (0, 3, 0)
     assert all(m.status == OutboxStatus.QUEUED and m.attempts == 1 for m in _messages(app))
     assert "connect" in _messages(app)[0].last_error
 
     late.start()
     try:
-        report = delivery.drain(app)
+        report = mail_worker.drain(app)
     finally:
         late.stop()
     assert report.sent == 3
@@ -120,7 +120,7 @@ def test_mail_survives_an_outage_longer_than_a_day(app):
     start = now = utcnow()
     attempts = 0
     while now < start + timedelta(hours=30):
-        report = delivery.drain(app, now=now)
+        report = mail_worker.drain(app, now=now)
         assert (report.sent, report.failed) == (0, 0)
         attempts += 1
         now = min(m.next_attempt_at for m in _messages(app))
@@ -130,7 +130,7 @@ def test_mail_survives_an_outage_longer_than_a_day(app):
 
     late.start()
     try:
-        report = delivery.drain(app, now=now)
+        report = mail_worker.drain(app, now=now)
     finally:
         late.stop()
     assert (report.sent, report.failed) == (3, 0)
@@ -139,10 +139,10 @@ def test_mail_survives_an_outage_longer_than_a_day(app):
 
 def test_backoff_doubles_to_its_cap_and_gives_up_only_after_the_budget():
     config = {"MAIL_RETRY_BASE": 30, "MAIL_RETRY_MAX": 600, "MAIL_RETRY_FOR": 86400}
-    delays = [delivery.retry_delay(config, n) for n in (1, 2, 3, 5, 6, 100)]
+    delays = [mail_worker.retry_delay(config, n) for n in (1, 2, 3, 5, 6, 100)]
     assert delays == [30, 60, 120, 480, 600, 600]
-    attempts = next(n for n in range(1, 1000) if delivery.gives_up(config, n))
-    waited = sum(delivery.retry_delay(config, n) for n in range(1, attempts))
+    attempts = next(n for n in range(1, 1000) if mail_worker.gives_up(config, n))
+    waited = sum(mail_worker.retry_delay(config, n) for n in range(1, attempts))
     assert 86400 <= waited < 86400 + 600
 
 
@@ -150,21 +150,21 @@ def test_temporary_rejection_is_retried_with_backoff(app, mailbox):
     app.config["MAIL_RETRY_BASE"] = 60
     mailbox.reject_code = 451
     _queue(app, 1)
-    report = delivery.drain(app)
+    report = mail_worker.drain(app)
     assert report.retried == 1
     [message] = _messages(app)
     assert message.status == OutboxStatus.QUEUED
     assert message.next_attempt_at > utcnow() + timedelta(seconds=50)
     # Not due yet: a drain now sends nothing; a minute later it does.
     mailbox.reject_code = None
-    assert delivery.drain(app).sent == 0
-    assert delivery.drain(app, now=utcnow() + timedelta(seconds=61)).sent == 1
+    assert mail_worker.drain(app).sent == 0
+    assert mail_worker.drain(app, now=utcnow() + timedelta(seconds=61)).sent == 1
 
 
 def test_permanent_rejection_fails_visibly(app, mailbox):
     mailbox.reject_code = 550
     _queue(app, 1, prefix="gone")
-    report = delivery.drain(app)
+    report = mail_worker.drain(app)
     assert report.failed == 1
     [message] = _messages(app)
     assert message.status == OutboxStatus.FAILED
@@ -195,10 +195,10 @@ def test_mail_status_shows_the_age_of_the_oldest_queued_message(app):
 def test_mail_retry_requeues_failed_mail_exactly_once(app, mailbox):
     mailbox.reject_code = 550
     _queue(app, 2, prefix="early")
-    assert delivery.drain(app).failed == 2
+    assert mail_worker.drain(app).failed == 2
     later = utcnow() + timedelta(hours=1)
     _queue(app, 1, prefix="late")
-    assert delivery.drain(app, now=later).failed == 1
+    assert mail_worker.drain(app, now=later).failed == 1
     mailbox.reject_code = None
 
     since = (later - timedelta(minutes=1)).isoformat()
@@ -209,13 +209,13 @@ def test_mail_retry_requeues_failed_mail_exactly_once(app, mailbox):
     requeued = _messages(app)
     assert all(m.status == OutboxStatus.QUEUED and m.attempts == 0 for m in requeued)
 
-    assert delivery.drain(app, now=later).sent == 3
+    assert mail_worker.drain(app, now=later).sent == 3
     assert sorted(m.to for m in mailbox.messages) == [
         "early0@example.net",
         "early1@example.net",
         "late0@example.net",
     ]
-    assert delivery.drain(app, now=later).sent == 0
+    assert mail_worker.drain(app, now=later).sent == 0
     bad = app.test_cli_runner().invoke(args=["mail-retry", "--since", "yesterday"])
     assert bad.exit_code == 2 and "not an ISO time" in bad.output
 
@@ -243,7 +243,7 @@ def test_several_workers_never_send_a_message_twice(app, mailbox):
 
     def work() -> None:
         barrier.wait()
-        delivery.drain(app)
+        mail_worker.drain(app)
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
     for thread in threads:
@@ -266,11 +266,11 @@ def test_signatures_are_not_held_up_while_a_batch_is_being_sent(app, slow_server
     """On SQLite a batch's claim once kept the write lock until every message had gone out."""
     slow_server.delay = 0.5
     _queue(app, 3)
-    report: list[delivery.DeliveryReport] = []
+    report: list[mail_worker.DeliveryReport] = []
 
     def send() -> None:
         with new_session(app) as session:
-            report.append(delivery.deliver_batch(app, session, "test-owner"))
+            report.append(mail_worker.deliver_batch(app, session, "test-owner"))
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -289,7 +289,7 @@ def test_signatures_are_not_held_up_while_a_batch_is_being_sent(app, slow_server
 
 
 def test_the_worker_waits_after_a_short_batch_and_not_after_a_full_one():
-    full, short, empty = (delivery.DeliveryReport(sent=n) for n in (200, 15, 0))
-    assert delivery.pause_after(full, 200, 0.5, 0.2) == 0.0
-    assert delivery.pause_after(short, 200, 0.5, 0.2) == 0.2
-    assert delivery.pause_after(empty, 200, 0.5, 0.2) == 0.5
+    full, short, empty = (mail_worker.DeliveryReport(sent=n) for n in (200, 15, 0))
+    assert mail_worker.pause_after(full, 200, 0.5, 0.2) == 0.0
+    assert mail_worker.pause_after(short, 200, 0.5, 0.2) == 0.2
+    assert mail_worker.pause_after(empty, 200, 0.5, 0.2) == 0.5
