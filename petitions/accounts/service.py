@@ -8,6 +8,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from petitions import tokens
@@ -52,32 +54,58 @@ def register(
 ) -> None:
     """Create an account and mail a confirmation link.
 
-    If the address already has an account, that account's owner gets a note instead;
-    the page the visitor sees is the same either way.
+    If the address already has an account, that account's owner gets a note instead. The
+    page, the work and the statements are the same either way: an INSERT that the unique
+    address may turn into nothing, a SELECT, a token (a decoy for a taken address), a mail.
     """
     email = email.casefold()
-    existing = find_by_email(session, email)
-    if existing is not None:
-        hash_password(password)  # same work as a new account, so timing tells nothing
-        queue_email(session, email, "account_exists", user=existing)
-        return
-    user = User(
-        email=email,
-        display_name=display_name,
-        password_hash=hash_password(password),
-        created_at=now,
-    )
-    session.add(user)
-    session.flush()
-    send_confirmation(session, user, now)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    created = session.execute(
+        insert(User)
+        .values(
+            email=email,
+            display_name=display_name,
+            password_hash=hash_password(password),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(User.id)
+    ).scalar()
+    user = find_by_email(session, email)
+    assert user is not None
+    issued = tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, now, user_id=created)
+    if created is None:
+        queue_email(session, email, "account_exists", user=user)
+    else:
+        _queue_confirmation(session, user, issued)
 
 
 def send_confirmation(session: Session, user: User, now: datetime) -> None:
     """Mail a fresh confirmation link to an unconfirmed organizer."""
     issued = tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, now, user_id=user.id)
+    _queue_confirmation(session, user, issued)
+
+
+def _queue_confirmation(session: Session, user: User, issued: tokens.IssuedToken) -> None:
     queue_email(
         session, user.email, "confirm_account", user=user, url=confirmation_url(issued.link_token)
     )
+
+
+def resend_confirmation(session: Session, email: str, now: datetime) -> None:
+    """Mail a fresh confirmation link if the address has an unconfirmed account; otherwise a
+    note saying why none came. The same statements run whatever the address's state."""
+    user = find_by_email(session, email)
+    waiting = user is not None and not user.is_confirmed
+    issued = tokens.issue(
+        session, TokenPurpose.CONFIRM_ACCOUNT, now, user_id=user.id if waiting else None
+    )
+    if user is None:
+        queue_email(session, email.casefold(), "no_account")
+    elif waiting:
+        _queue_confirmation(session, user, issued)
+    else:
+        queue_email(session, user.email, "account_exists", user=user)
 
 
 def _live_link(
@@ -86,7 +114,7 @@ def _live_link(
     """The unused, unexpired token behind an account link, and its account; raises otherwise."""
     row = tokens.find_by_link(session, purpose, link_token)
     row.check_usable(now)
-    user = session.get(User, row.user_id)
+    user = session.get(User, row.user_id) if row.user_id is not None else None
     if user is None:
         raise tokens.TokenInvalid("This link is not valid.")
     return row, user
@@ -117,13 +145,19 @@ def reset_url(link_token: str) -> str:
 
 
 def request_password_reset(session: Session, email: str, now: datetime) -> None:
-    """Mail a single-use reset link if the address has an account; silently nothing otherwise."""
+    """Mail a single-use reset link if the address has an account, or a note that none uses
+    it: the same statements either way (a decoy token where there is no account)."""
     user = find_by_email(session, email)
-    if user is None:
-        return
     issued = tokens.issue(
-        session, TokenPurpose.RESET_PASSWORD, now, user_id=user.id, max_age=RESET_MAX_AGE
+        session,
+        TokenPurpose.RESET_PASSWORD,
+        now,
+        user_id=user.id if user is not None else None,
+        max_age=RESET_MAX_AGE,
     )
+    if user is None:
+        queue_email(session, email.casefold(), "no_account")
+        return
     queue_email(session, user.email, "reset_password", user=user, url=reset_url(issued.link_token))
 
 
@@ -163,12 +197,15 @@ def request_email_change(
     if not check_password(user, current):
         raise WrongPassword("Your current password is not right.")
     new_email = new_email.casefold()
-    if find_by_email(session, new_email) is not None:
+    other = find_by_email(session, new_email)
+    issued = tokens.issue(
+        session, TokenPurpose.CHANGE_EMAIL, now, user_id=user.id if other is None else None
+    )
+    if other is not None:
         # Say nothing here about the other account; its owner is told instead.
-        queue_email(session, new_email, "account_exists", user=find_by_email(session, new_email))
+        queue_email(session, new_email, "account_exists", user=other)
         return
     user.pending_email = new_email
-    issued = tokens.issue(session, TokenPurpose.CHANGE_EMAIL, now, user_id=user.id)
     queue_email(
         session,
         new_email,

@@ -119,10 +119,8 @@ def resend():  # type: ignore[no-untyped-def]
     if not form.validate():
         return render_template("auth/link_problem.html", message=None, form=form), 400
     session = get_session()
-    user = accounts.find_by_email(session, form.email.data)
-    if user is not None and not user.is_confirmed:
-        accounts.send_confirmation(session, user, utcnow())
-        session.commit()
+    accounts.resend_confirmation(session, form.email.data, utcnow())
+    session.commit()
     return render_template("auth/check_email.html", email=form.email.data)
 
 
