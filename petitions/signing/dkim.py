@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -20,6 +20,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 
+from petitions.models import EmployerDomain, Petition
 from petitions.models.errors import DomainError
 
 #: the largest message checked (the request itself is capped below it, see proof_views)
@@ -111,23 +112,24 @@ _TRY_AGAIN = (
 )
 
 
-def employer_domain(domain: str, listed: Sequence[str]) -> str | None:
-    """The listed domain that `domain` is, or is a subdomain of."""
-    domain = domain.casefold().rstrip(".")
-    for candidate in listed:
-        if domain == candidate or domain.endswith("." + candidate):
-            return candidate
-    return None
+def _employer(petition: Petition, domain: str) -> EmployerDomain | None:
+    """The letter's listed employer whose domain `domain` is, or is a subdomain of."""
+    return petition.company_for(domain.casefold().rstrip("."))
+
+
+def _companies(petition: Petition) -> str:
+    return ", ".join(f"@{employer.domain}" for employer in petition.domains)
 
 
 def check_message(
     raw: bytes,
-    listed: Sequence[str],
+    petition: Petition,
     now: datetime,
     dnsfunc: Callable[..., bytes | None],
     max_age: timedelta,
 ) -> SentMessage:
-    """Check a raw message; what it proves, or ProofRefused saying why it proves nothing."""
+    """Check a raw message against the letter's employers; what it proves, or ProofRefused
+    saying why it proves nothing."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProofRefused(
             "This message is too large. Send a short message with only the phrase, no attachments."
@@ -142,9 +144,9 @@ def check_message(
         whole = False
     if not whole:
         raise ProofRefused(_UNREADABLE)
-    signing_domain = _verified_domain(raw, listed, dnsfunc, forwarded)
+    signing_domain = _verified_domain(raw, petition, dnsfunc, forwarded)
     try:
-        address = _sender(message, listed, signing_domain)
+        address = _sender(message, petition, signing_domain)
         sent_at = _sent_at(message, now, max_age)
         return SentMessage(address, signing_domain, sent_at, _text_of(message))
     except _MALFORMED:
@@ -152,7 +154,7 @@ def check_message(
 
 
 def _verified_domain(
-    raw: bytes, listed: Sequence[str], dnsfunc: Callable[..., bytes | None], forwarded: bool
+    raw: bytes, petition: Petition, dnsfunc: Callable[..., bytes | None], forwarded: bool
 ) -> str:
     """The domain of a valid DKIM signature by a listed employer covering From, Date and body."""
     try:
@@ -170,7 +172,7 @@ def _verified_domain(
             continue
         domain = checker.domain.decode("ascii", "replace").casefold()
         covered = set(checker.include_headers)
-        if employer_domain(domain, listed) is None:
+        if _employer(petition, domain) is None:
             verified.append(domain)
         elif {b"from", b"date"} <= covered and b"l" not in checker.signature_fields:
             return domain
@@ -185,7 +187,7 @@ def _verified_domain(
             " write a new message (not a forward) with the phrase, send it to your personal"
             " address, and upload that one."
         )
-    companies = ", ".join(f"@{domain}" for domain in listed)
+    companies = _companies(petition)
     if verified:
         raise ProofRefused(
             f"This message was signed by {verified[0]}, which is not one of this letter's"
@@ -213,19 +215,18 @@ def _looks_forwarded(message: Message) -> bool:
     return any(marker in text for marker in _FORWARD_MARKERS)
 
 
-def _sender(message: Message, listed: Sequence[str], signing_domain: str) -> str:
+def _sender(message: Message, petition: Petition, signing_domain: str) -> str:
     """The one From address, at the same listed employer as the signature."""
     senders = [address for _, address in getaddresses([str(v) for v in message.get_all("from")])]
     if len(senders) != 1 or "@" not in senders[0]:
         raise ProofRefused("This message must come from exactly one sender address.")
     address = senders[0]
     from_domain = address.rpartition("@")[2]
-    employer = employer_domain(from_domain, listed)
-    if employer is None or employer != employer_domain(signing_domain, listed):
-        companies = ", ".join(f"@{domain}" for domain in listed)
+    employer = _employer(petition, from_domain)
+    if employer is None or employer is not _employer(petition, signing_domain):
         raise ProofRefused(
             f"This message is from an address at {from_domain}, not at this letter's"
-            f" companies ({companies}). Send it from your work account."
+            f" companies ({_companies(petition)}). Send it from your work account."
         )
     return address
 

@@ -96,7 +96,7 @@ def prove(
     config = current_app.config
     message = dkim.check_message(
         raw,
-        [employer.domain for employer in petition.domains],
+        petition,
         now,
         dkim.txt_lookup(config["DKIM_NAMESERVER"], config["DKIM_DNS_TIMEOUT"]),
         PHRASE_LIFETIME + dkim.CLOCK_SKEW,
