@@ -113,21 +113,6 @@ def wait_for_http(port: int, path: str = "/", timeout: float = 60) -> None:
     raise BenchError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout:.0f} s")
 
 
-def run_command(
-    command: list[str], env: dict[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion within `timeout`; raise with its output if it fails."""
-    try:
-        done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"`{' '.join(command[-3:])}` took longer than {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise BenchError(f"`{' '.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
 def flask_command(*args: str) -> list[str]:
     """`flask --app wsgi ARGS` with the venv's flask."""
     return [str(BIN / "flask"), "--app", "wsgi", *args]

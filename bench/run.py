@@ -18,27 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flask import Flask
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from bench import data, nginx, scenarios, smtp_sink
+from bench import data, nginx, procs, scenarios, smtp_sink
 from bench.load import WRK, Load, WrkFailed, wrk
-from bench.procs import (
-    BIN,
-    ROOT,
-    BenchError,
-    Children,
-    children_of,
-    flask_command,
-    free_port,
-    gunicorn_command,
-    production_workers,
-    rss_mb,
-    run_command,
-    wait_for_http,
-)
 from bench.report import MailRun, Results, render
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = procs.ROOT / "bench" / "results"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 LOG_TROUBLE = re.compile(r"Traceback|WORKER TIMEOUT|SIGKILL|out of memory|\[emerg\]|\[alert\]")
 SECRET, ADDRESS_KEY = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -116,7 +104,7 @@ class Run:
 
     settings: Settings
     results: Results
-    children: Children
+    children: procs.Children
     work_dir: Path
     sink_port: int
 
@@ -128,12 +116,12 @@ class Run:
     def serve(self, name: str, app_spec: str, env: dict[str, str], health: str) -> tuple[int, int]:
         """gunicorn serving `app_spec` and nginx in front; returns both ports."""
         port = int(env["PORT"])
-        self.children.start(f"{name}-gunicorn", gunicorn_command(app_spec), env)
-        wait_for_http(port, health)
-        edge = free_port()
+        self.children.start(f"{name}-gunicorn", procs.gunicorn_command(app_spec), env)
+        procs.wait_for_http(port, health)
+        edge = procs.free_port()
         command = nginx.command(self.work_dir / f"{name}-nginx", edge, f"127.0.0.1:{port}")
         self.children.start(f"{name}-nginx", command, env)
-        wait_for_http(edge, health)
+        procs.wait_for_http(edge, health)
         return port, edge
 
     def stop(self, name: str) -> None:
@@ -150,7 +138,7 @@ def say(what: str) -> None:
 def measure_hello(run: Run, kind: str, workers: int) -> None:
     """Hello world under the same gunicorn settings, straight and through nginx."""
     load = run.settings.load
-    env = app_env("sqlite://", free_port(), run.sink_port, workers)
+    env = app_env("sqlite://", procs.free_port(), run.sink_port, workers)
     port, edge = run.serve("hello", "bench.hello:app", env, "/")
     try:
         for route, target, direct in (("gunicorn", port, True), ("nginx", edge, False)):
@@ -176,27 +164,35 @@ def check(row: scenarios.Row, results: Results) -> scenarios.Row:
     return row
 
 
-def drain_mail(run: Run, kind: str, env: dict[str, str]) -> None:
+def flask(app: Flask, *args: str) -> str:
+    """`flask --app wsgi ARGS`, run in this process through Flask's CLI runner."""
+    result = app.test_cli_runner().invoke(args=list(args))
+    if result.exit_code != 0:
+        raise procs.BenchError(f"flask {' '.join(args)} failed: {result.output}{result.exception}")
+    return result.output.strip()
+
+
+def drain_mail(run: Run, kind: str, app: Flask) -> None:
     """Time one `worker --drain` over the mail the sign scenario queued."""
     started = time.monotonic()
-    run_command(flask_command("worker", "--drain"), env, timeout=600)
+    flask(app, "worker", "--drain")
     seconds = time.monotonic() - started
     time.sleep(0.5)
     times = sorted(smtp_sink.arrivals(run.sink_log, f"s-{kind}").values())
-    run.results.mail[kind] = MailRun(len(times), seconds, times)
+    run.results.mail[kind] = MailRun(seconds, times)
 
 
 def run_database(kind: str, url: str, run: Run) -> None:
     """Every scenario on one fresh database holding a small and a large letter."""
     s, results = run.settings, run.results
-    workers = production_workers(url)
+    workers = procs.production_workers(url)
     say(f"{kind}: hello world")
     measure_hello(run, kind, workers)
     say(f"{kind}: database")
     data.recreate_database(url)
-    env = app_env(url, free_port(), run.sink_port, workers)
-    run_command(flask_command("db", "upgrade"), env, timeout=120)
+    env = app_env(url, procs.free_port(), run.sink_port, workers)
     app = data.in_process_app(env)
+    flask(app, "db", "upgrade")
     started = time.monotonic()
     small = data.seed_letter(app, "bench-small", s.sizes[0])
     large = data.seed_letter(app, "bench-large", s.sizes[1])
@@ -218,14 +214,14 @@ def run_database(kind: str, url: str, run: Run) -> None:
         results.paired[kind] = scenarios.paired_reads(site, s.load, s.paired_rounds)
         say(f"{kind}: sign, mail, confirm")
         sign = check(scenarios.sign(site, s.load), results)
-        drain_mail(run, kind, env)
-        run.children.start(worker, flask_command("worker"), env)
+        drain_mail(run, kind, app)
+        run.children.start(worker, procs.flask_command("worker"), env)
         check(scenarios.confirm(site, s.load, sign.result.rate), results)
         scenarios.wait_for_empty_outbox(app, s.drain_limit)
         say(f"{kind}: mixed")
         m = scenarios.mixed(site, s.load, s.mixed_seconds, s.mixed_rate)
         gunicorn = run.children.running[f"{name}-gunicorn"]
-        m.worker_rss_mb = [x for pid in children_of(gunicorn.pid) if (x := rss_mb(pid))]
+        m.worker_rss_mb = [x for pid in procs.children_of(gunicorn.pid) if (x := procs.rss_mb(pid))]
         m.queue_empty_after, m.queue_left = scenarios.wait_for_empty_outbox(app, s.drain_limit)
         results.mixed[kind] = m
         if not (m.signers.successes and m.readers.successes):
@@ -234,9 +230,9 @@ def run_database(kind: str, url: str, run: Run) -> None:
     finally:
         run.stop(name)
         run.children.stop(worker)
-        app.extensions["db_engine"].dispose()
     say(f"{kind}: recount")
-    recount = run_command(flask_command("recount"), env, timeout=600).stdout.strip()
+    recount = flask(app, "recount")
+    app.extensions["db_engine"].dispose()
     results.recounts.append(f"{kind}: {recount}")
     if "Nothing to repair" not in recount:
         results.problems.append(f"recount repaired counts on {kind}: {recount}")
@@ -265,7 +261,7 @@ def git_revision() -> str:
     """The commit measured, and whether the app's files differ from it."""
     try:
         head, changed = (
-            subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+            subprocess.run(["git", *args], cwd=procs.ROOT, capture_output=True, text=True).stdout
             for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", ":!bench"])
         )
     except OSError:
@@ -286,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     results.versions["wrk"] = (wrk_version.stdout or "?").split(" [")[0].removeprefix("wrk ")
     nginx_version = subprocess.run([nginx.NGINX, "-v"], capture_output=True, text=True)
     results.versions["nginx"] = nginx_version.stderr.strip().rpartition("/")[2]
-    run = Run(settings, results, Children(work_dir), work_dir, free_port())
+    run = Run(settings, results, procs.Children(work_dir), work_dir, procs.free_port())
     results.load_average.append(os.getloadavg()[0])
     try:
-        sink = [str(BIN / "python"), str(ROOT / "bench" / "smtp_sink.py")]
+        sink = [str(procs.BIN / "python"), str(procs.ROOT / "bench" / "smtp_sink.py")]
         run.children.start("smtp-sink", [*sink, str(run.sink_port), str(run.sink_log)], {})
         for kind in settings.databases:
             url = f"sqlite:///{work_dir / 'bench.sqlite3'}" if kind == "sqlite" else settings.pg_url
@@ -297,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.problems.append(f"PostgreSQL not reachable at {url}: {why}")
                 continue
             run_database(kind, url, run)
-    except (BenchError, WrkFailed, OSError, subprocess.SubprocessError) as exc:
+    except (procs.BenchError, WrkFailed, OSError, subprocess.SubprocessError) as exc:
         results.problems.append(f"run stopped: {type(exc).__name__}: {exc}")
     except Exception as exc:  # the app's own errors too: the page still says what ran
         traceback.print_exc()
@@ -313,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     path = work_dir / "results.md" if settings.smoke else RESULTS / "latest.md"
     path.write_text(page)
     print(page)
-    print(f"written to {path.relative_to(ROOT)}")
+    print(f"written to {path.relative_to(procs.ROOT)}")
     return 1 if results.problems else 0
 
 

@@ -253,6 +253,11 @@ class Mixed:
     worker_rss_mb: list[float] = field(default_factory=list)
 
     @property
+    def drained(self) -> bool:
+        """The outbox was empty within 60 s after the run."""
+        return self.queue_empty_after is not None and self.queue_empty_after <= 60
+
+    @property
     def kept_pace(self) -> bool:
         """Every scheduled arrival was answered, or was in flight at the cut-off."""
         scheduled = math.floor(self.rate * self.signers.seconds)
