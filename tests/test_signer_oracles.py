@@ -243,3 +243,16 @@ def test_signing_changes_no_public_answer(site, app):
     site.sign(slug, "counted@example.com", client=app.test_client())
     site.sign(slug, "someone.new@example.com", client=app.test_client())
     assert public() == before
+
+
+def test_a_used_confirmation_link_names_no_letter(site):
+    """The link sits in a mailbox the employer may read: once used, it says "already
+    confirmed" and nothing about which letter."""
+    slug = site.letter("Cancel the drone contract")
+    site.sign(slug, "owner@example.com")
+    site.confirm_link("owner@example.com")
+    path = site.mailbox.last_to("owner@example.com").link().removeprefix("http://undersigned.test")
+    for response in (site.client.get(path), site.post_form(path, path, {})):
+        html = response.get_data(as_text=True)
+        assert "Already confirmed" in html
+        assert "drone" not in html and slug not in html
