@@ -91,6 +91,21 @@ def test_a_batch_goes_over_one_connection(app, slow_server):
     ]
 
 
+def test_a_batch_stops_before_its_lease_can_run_out_mid_message(app, slow_server):
+    # The lease is 120 s; with a 119.5 s timeout a message may only start in the first 0.5 s.
+    app.config["SMTP_TIMEOUT"] = 119.5
+    slow_server.delay = 0.2
+    _queue(app, 10)
+    with new_session(app) as session:
+        report = mail_worker.deliver_batch(app, session, "test-owner")
+    assert 1 <= report.sent < 10
+    rows = _messages(app)
+    assert [m.status for m in rows].count(OutboxStatus.SENT) == report.sent
+    left = [m for m in rows if m.status == OutboxStatus.QUEUED]
+    assert len(left) == 10 - report.sent
+    assert all(m.lease_owner is None and m.attempts == 0 for m in left)
+
+
 @pytest.mark.config(SMTP_PORT=free_port())
 def test_retries_when_the_smtp_server_is_down_then_delivers(app):
     late = Mailbox()

@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from petitions.db import new_session, utcnow
-from petitions.mail.outbox import claim
+from petitions.mail.outbox import LEASE_SECONDS, claim
 from petitions.mail.render import compose
 from petitions.models import OutboxMessage
 
@@ -109,6 +109,9 @@ class _Batch:
         self.app = app
         self.now = now
         self.report = DeliveryReport()
+        #: when to stop starting messages: a message begun later could still be in flight when
+        #: the lease runs out and another worker claims it
+        self.lease_ends = time.monotonic() + LEASE_SECONDS - app.config["SMTP_TIMEOUT"]
 
     def temporary(self, message: OutboxMessage, error: str) -> None:
         """Retry the message with backoff, or fail it once it has been retried long enough."""
@@ -156,10 +159,10 @@ class _Batch:
         self, smtp: smtplib.SMTP, messages: list[OutboxMessage], stop: threading.Event | None
     ) -> None:
         """Send the messages in order, each rendered just before; stop when the connection is
-        lost, or after the message in flight once `stop` is set."""
+        lost, when the lease is running out, or after the message in flight once `stop` is set."""
         sender = parseaddr(self.app.config["MAIL_FROM"])[1]
         for message in messages:
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or time.monotonic() >= self.lease_ends:
                 return
             try:
                 email = compose(self.app, message)
