@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -140,10 +141,19 @@ def get_session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    """Roll back anything uncommitted and return the connection to the pool."""
+    """Roll back anything uncommitted and return the connection to the pool.
+
+    A connection the server has ended has nothing left to roll back: SQLAlchemy invalidates it
+    and hands it back to the pool, which replaces it, so the request's answer stands.
+    """
     session = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
 
 
 def checkpoint_sqlite(engine: Engine) -> tuple[int, int, int] | None:
