@@ -48,10 +48,12 @@ class Visitor:
     jar: dict[str, str] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, **extra: str
+    ) -> Answer:
         """Send one request through nginx, keeping cookies and every body and header seen."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"Host": "undersigned.test"}
+        headers = {"Host": "undersigned.test", **extra}
         if self.jar:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
         body = None
@@ -299,3 +301,21 @@ def test_no_visitor_is_answered_with_anothers_cookie_or_token(edge: Edge, site) 
         for seen in other.seen:
             for secret in secrets:
                 assert secret not in seen
+
+
+def test_a_client_cannot_choose_its_address_for_the_limits(edge: Edge) -> None:
+    """nginx appends the address it sees to X-Forwarded-For and the app trusts one proxy, so
+    a client that sends its own X-Forwarded-For still spends its own per-address budget."""
+    signer = edge.visitor()
+    sign = f"/p/{edge.slug}/sign"
+    fields = signer.hidden_fields(sign)
+    statuses = []
+    for number in range(40):
+        form = {**fields, "name": "Sam", "email": f"s{number}@example.com"}
+        form.update(affiliation="current", display="counted")
+        spoofed = f"10.9.{number}.1"
+        statuses.append(signer.request("POST", sign, form, **{"X-Forwarded-For": spoofed}).status)
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert all(status < 400 for status in statuses[:-1]), statuses
