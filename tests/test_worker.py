@@ -4,6 +4,8 @@ outages, and putting failed mail back in the queue."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -104,6 +106,37 @@ def test_a_batch_stops_before_its_lease_can_run_out_mid_message(app, slow_server
     left = [m for m in rows if m.status == OutboxStatus.QUEUED]
     assert len(left) == 10 - report.sent
     assert all(m.lease_owner is None and m.attempts == 0 for m in left)
+
+
+def test_starttls_checks_the_servers_certificate(app, tmp_path, monkeypatch):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = SlowHandler(0.0)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=context)
+    controller.start()
+    app.config.update(SMTP_PORT=controller.port, SMTP_STARTTLS=True)
+    try:
+        _queue(app, 1)
+        refused = mail_worker.drain(app)  # a certificate nobody vouches for
+        error = _messages(app)[0].last_error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the machine trusts it
+        delivered = mail_worker.drain(app, now=utcnow() + timedelta(minutes=1))
+    finally:
+        controller.stop()
+    assert (refused.sent, refused.retried) == (0, 1)
+    assert error.startswith("connect: SSLCertVerificationError")
+    assert delivered.sent == 1
+    assert [rcpt for rcpt, _port in handler.received] == ["person0@example.net"]
 
 
 @pytest.mark.config(SMTP_PORT=free_port())
