@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from petitions.db import get_engine, new_session
-from petitions.models import Petition, Token
+from petitions.models import Petition, Signature, Token
 from tests.conftest import csrf_from, hidden
 
 WRONG = "0000-0000"
@@ -256,3 +256,46 @@ def test_a_used_confirmation_link_names_no_letter(site):
         html = response.get_data(as_text=True)
         assert "Already confirmed" in html
         assert "drone" not in html and slug not in html
+
+
+def test_a_stranger_who_signs_again_with_a_pending_address_learns_and_changes_nothing(site):
+    """Someone types a pending colleague's address with their own details: when the colleague
+    confirms with their own code, no stranger's name goes public and no "signed" email goes
+    to the stranger's mailbox; the colleague is counted only, and told why."""
+    slug = site.letter("Cancel the drone contract")
+    colleague = site.app.test_client()
+    page = site.sign(
+        slug, "vic@example.com", name="Vic Tim", client=colleague, display="named"
+    ).get_data(as_text=True)
+    site.deliver()
+    code = site.mailbox.last_to("vic@example.com").code()
+    site.sign(
+        slug,
+        "vic@example.com",
+        name="Planted Name",
+        client=site.app.test_client(),
+        display="named",
+        wants_updates="y",
+        updates_email="stranger@home.example",
+    )
+    confirmed = _code(colleague, page, code).get_data(as_text=True)
+    assert "Your signature counts" in confirmed and "counted only" in confirmed
+    site.deliver()
+    assert site.mailbox.to("stranger@home.example") == []
+    letter = site.client.get(f"/p/{slug}").get_data(as_text=True)
+    assert "Planted Name" not in letter and "Vic Tim" not in letter
+    assert site.count(slug) == 1
+
+
+def test_a_fresh_email_keeps_the_signers_own_details(site):
+    slug = site.letter()
+    client = site.app.test_client()
+    page = site.sign(slug, "kept@example.com", name="Kept Person", client=client)
+    fresh = _resend(client, page.get_data(as_text=True)).get_data(as_text=True)
+    site.deliver()
+    code = site.mailbox.last_to("kept@example.com").code()
+    confirmed = _code(client, fresh, code).get_data(as_text=True)
+    assert "Your signature counts" in confirmed and "counted only" not in confirmed
+    with new_session(site.app, write=False) as session:
+        signature = session.scalars(select(Signature)).one()
+    assert (signature.display, signature.name) == ("named", "Kept Person")

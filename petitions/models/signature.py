@@ -90,6 +90,9 @@ class Signature(Base):
     updates_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: the withdrawal link and code for the "signed" email to that address, sealed likewise
     withdrawal_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: when the details above were given; only the token issued in that same request confirms
+    #: them as they are (anyone may type this address into the form and change them)
+    details_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -105,6 +108,12 @@ class Signature(Base):
         self.state = SignatureState.CONFIRMED
         self.confirmed_at = now
         self.email = None
+
+    def keep_only_the_count(self) -> None:
+        """Drop every detail a stranger could have typed: counted only, no name, no updates."""
+        self.display = Display.COUNTED
+        self.name = self.job_title = self.team = None
+        self.updates_sealed = self.withdrawal_sealed = None
 
     def withdraw(self) -> None:
         """Check that a signature may be withdrawn: only a confirmed one has a withdrawal link."""

@@ -6,8 +6,8 @@ counted address runs the same statements and gives the same kind of answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from flask import current_app
 from sqlalchemy import JSON, delete, literal, select, update
@@ -35,6 +35,8 @@ from petitions.signing import subscribers
 from petitions.tallies import counts
 
 WITHDRAW_MAX_AGE = 10 * 365 * 24 * 3600
+#: a time no token was issued at, for statements that must run and match nothing
+_NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 CONFIRM = TokenPurpose.CONFIRM_SIGNATURE
 WITHDRAW = TokenPurpose.WITHDRAW_SIGNATURE
 
@@ -83,6 +85,8 @@ class Confirmed:
     petition: Petition
     withdraw_url: str
     withdraw_code: str
+    #: the details were given with another sign form, so only the count was kept
+    details_dropped: bool = False
 
 
 def confirm_url(link_token: str) -> str:
@@ -160,6 +164,7 @@ def record_pending(
             if request.updates_email
             else None
         ),
+        "details_at": now,
     }
     key = {"petition_id": petition.id, "address_hash": hashing.hash_address(canonical)}
     # One signature per address and letter: the unique constraint decides, races included.
@@ -206,6 +211,11 @@ def _confirm(session: Session, token: Token, now: datetime) -> Confirmed:
     token.check_usable(now)
     if petition.state != PetitionState.OPEN:
         raise SigningClosed("This letter closed before the signature was confirmed.")
+    if signature.details_at != token.created_at:
+        # The details came with a later sign form than this token's, perhaps typed by someone
+        # else: confirming must not publish a name or mail updates that this signer never gave.
+        signature.keep_only_the_count()
+        return replace(count_signature(session, signature, petition, now), details_dropped=True)
     return count_signature(session, signature, petition, now)
 
 
@@ -311,6 +321,13 @@ def resend(session: Session, handle: str | None, now: datetime) -> str:
     live = session.scalar(select(Signature.id).where(*pending))
     issued = tokens.issue(session, CONFIRM, now, signature_id=live, with_code=True)
     session.flush()
+    # The fresh token confirms the details as they are only if the old one could.
+    session.execute(
+        update(Signature)
+        .where(*pending, Signature.details_at == (token.created_at if token else _NEVER))
+        .values(details_at=now)
+        .execution_options(synchronize_session=False)
+    )
     # An INSERT ... SELECT that adds the email only when the signature is pending.
     context = {
         "url": confirm_url(issued.link_token),

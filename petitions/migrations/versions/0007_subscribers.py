@@ -7,6 +7,7 @@ Create Date: 2026-12-04 23:00:00.000000
 Each `signatures.updates_email` in clear becomes, for a confirmed signature, a `subscribers`
 row (random id, sealed address, keyed hash, today's date, in random order) and, for a pending
 one, `signatures.updates_sealed`, moved by the worker once it is confirmed. The column goes.
+`signatures.details_at` binds a pending signature's details to the token issued with them.
 Moving addresses needs UPDATES_KEY, so run it as `flask --app wsgi db upgrade`.
 """
 
@@ -48,6 +49,7 @@ def upgrade() -> None:
     with op.batch_alter_table('signatures', schema=None) as batch_op:
         batch_op.add_column(sa.Column('updates_sealed', sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column('withdrawal_sealed', sa.LargeBinary(), nullable=True))
+        batch_op.add_column(sa.Column('details_at', sa.DateTime(timezone=True), nullable=True))
     _move_addresses()
     with op.batch_alter_table('signatures', schema=None) as batch_op:
         batch_op.drop_column('updates_email')
@@ -108,6 +110,7 @@ def downgrade() -> None:
     # stay sealed, lost with the column.
     with op.batch_alter_table('signatures', schema=None) as batch_op:
         batch_op.add_column(sa.Column('updates_email', sa.String(length=254), nullable=True))
+        batch_op.drop_column('details_at')
         batch_op.drop_column('withdrawal_sealed')
         batch_op.drop_column('updates_sealed')
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
