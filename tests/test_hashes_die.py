@@ -71,3 +71,5 @@ def test_closing_erases_every_address_hash_and_keeps_counts_names_and_withdrawal
     assert "Your signature is withdrawn" in withdrawn.get_data(as_text=True)
     assert site.count(slug) == 2
     assert "Ann Example" not in site.client.get(f"/p/{slug}").get_data(as_text=True)
+    safety = site.client.get("/safety").get_data(as_text=True)
+    assert "the keyed hash of every signer's address is erased in the same step" in safety
