@@ -72,14 +72,18 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("purge")
     def purge() -> None:
-        """Delete pending signatures whose tokens expired, address and all."""
+        """Delete pending signatures whose tokens expired, address and all, and subscribers
+        to updates past their letter's retention."""
         from petitions.signing.service import purge_expired
+        from petitions.updates.sending import purge_subscribers
 
         with new_session(current_app) as session:
             signatures, tokens = purge_expired(session, utcnow())
+            subscribers = purge_subscribers(session, utcnow())
             session.commit()
         checkpoint_sqlite(get_engine(current_app))
         click.echo(f"Deleted {signatures} expired pending signatures and {tokens} expired tokens.")
+        click.echo(f"Deleted {subscribers} subscribers past their letter's retention.")
 
     @app.cli.command("create-admin")
     @click.argument("email")

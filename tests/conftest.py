@@ -100,6 +100,7 @@ def app(database_url: str, mailbox: Mailbox, request: pytest.FixtureRequest) -> 
     """The application, configured for tests; `@pytest.mark.config(KEY=value)` overrides."""
     mailbox.clear()
     mailbox.reject_code = None
+    mailbox.reject_only = {}
     marker = request.node.get_closest_marker("config")
     overrides = marker.kwargs if marker else {}
     application = create_app(make_config(database_url, mailbox.port, **overrides))

@@ -85,8 +85,9 @@ class _Handler:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.box.reject_code:
-            return f"{self.box.reject_code} no thanks"
+        code = self.box.reject_only.get(address.lower()) or self.box.reject_code
+        if code:
+            return f"{code} no thanks"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -106,6 +107,8 @@ class Mailbox:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.reject_code: int | None = None
+        #: a reply code for some addresses only (lower-case), e.g. {"gone@home.example": 550}
+        self.reject_only: dict[str, int] = {}
         #: whether EHLO offers PIPELINING
         self.pipelining = True
         self.controller: Controller | None = None

@@ -21,6 +21,8 @@ def _chores() -> list[worker.Chore]:
     from petitions.signing.service import purge_expired
     from petitions.signing.subscribers import move_new_subscribers
     from petitions.tallies.history import record
+    from petitions.updates.sending import purge_subscribers
+    from petitions.updates.sending import work as send_updates
 
     return [
         worker.Chore("purge", 600, purge_expired),
@@ -29,6 +31,10 @@ def _chores() -> list[worker.Chore]:
         worker.Chore("snapshot", 60, record),
         # "No response N days after delivery" on the timeline once a requested date has passed.
         worker.Chore("deadlines", 600, record_passed_deadlines),
+        # Updates: open each subscriber's address and queue its email, a batch a pass; count
+        # deliveries; drop addresses refused for good. Then retention of subscribers.
+        worker.Chore("updates", 10, send_updates),
+        worker.Chore("update-retention", 3600, purge_subscribers),
         # On the plain engine: the session's own begins with BEGIN IMMEDIATE, inside which
         # SQLite refuses a checkpoint ("database table is locked").
         worker.Chore("checkpoint", 60, lambda _s, _now: checkpoint_sqlite(get_engine(current_app))),

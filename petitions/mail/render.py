@@ -38,6 +38,11 @@ def compose(app: Flask, message: OutboxMessage) -> EmailMessage:
     email["Subject"] = " ".join(subject.split())  # one line, whatever a title held
     email["Date"] = utcnow()
     email["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost")
+    unsubscribe = (message.context or {}).get("list_unsubscribe")
+    if unsubscribe:
+        # One-click unsubscribe (RFC 8058): mail clients POST "List-Unsubscribe=One-Click" to it.
+        email["List-Unsubscribe"] = f"<{unsubscribe}>"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps the message seven-bit, so any server takes it as it is.
     email.set_content(text, cte="quoted-printable")
     if html is not None:

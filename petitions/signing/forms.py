@@ -28,7 +28,7 @@ from petitions.fields import (
     no_control_chars,
     strip_text,
 )
-from petitions.models import Affiliation, Display, ReportKind
+from petitions.models import Affiliation, Display, Petition, ReportKind
 
 
 class SignForm(FlaskForm):
@@ -85,6 +85,11 @@ class SignForm(FlaskForm):
     started = HiddenField(default=form_started, validators=[FilledByAPerson()])
     submit = SubmitField("Sign")
 
+    def __init__(self, *args: Any, letter: Petition | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the letter signed, whose employer domains may not receive its updates
+        self.letter = letter
+
     def validate(self, extra_validators: Any = None) -> bool:
         """Check the fields; a name is needed only for choices that show one, and a personal
         address only when updates are wanted."""
@@ -96,6 +101,18 @@ class SignForm(FlaskForm):
             self.name.errors = [
                 *self.name.errors,
                 "Give the name to show, or choose another option.",
+            ]
+            valid = False
+        address = self.updates_email.data or ""
+        if (
+            self.wants_updates.data
+            and self.letter is not None
+            and self.letter.company_for(address.rpartition("@")[2].lower()) is not None
+        ):
+            self.updates_email.errors = [
+                *self.updates_email.errors,
+                "That is a work address of a company this letter names. Updates go only to a"
+                " personal address your employer cannot read.",
             ]
             valid = False
         if self.wants_updates.data and not self.updates_email.data:

@@ -129,7 +129,7 @@ def prove(slug: str):  # type: ignore[no-untyped-def]
     petition = _proof_letter(slug)
     if petition is None:
         return _closed()
-    form = ProofForm()
+    form = ProofForm(letter=petition)
     if not form.validate():
         return _page(petition, form, status=400)
     upload = form.message_file.data

@@ -187,6 +187,8 @@ def move_new_subscribers(session: Session, now: datetime) -> int:
                 petition=letters[petition_id],
                 withdraw_url=note["url"],
                 withdraw_code=note["code"],
+                # the "signed" email is also the double opt-in for updates (issue 27)
+                updates_hash=subscriber_hash(petition_id, address),
             )
     session.execute(
         update(Signature)

@@ -100,7 +100,7 @@ def sign_form(slug: str):  # type: ignore[no-untyped-def]
 def sign(slug: str):  # type: ignore[no-untyped-def]
     """Take a signature and answer "check your email", whatever the address's history."""
     petition = _open_letter(slug)
-    form = SignForm()
+    form = SignForm(letter=petition)
     if not form.validate():
         return _form_page(petition, form, 400)
     session = get_session()

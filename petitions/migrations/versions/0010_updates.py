@@ -12,7 +12,8 @@ from alembic import op
 revision = "0010_updates"
 down_revision = "0009_delivery"
 branch_labels = None
-depends_on = None
+# the subscribers table (0007) must exist whatever order the branches before this run in
+depends_on = '0007_subscribers'
 
 
 def upgrade() -> None:
