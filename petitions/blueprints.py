@@ -19,6 +19,8 @@ def register_blueprints(app: Flask) -> None:
     from petitions.public import views as public
     from petitions.signing import proof_views
     from petitions.signing import views as signing
+    from petitions.updates import service as update_links
+    from petitions.updates import views as updates
 
     for module in (
         health,
@@ -34,6 +36,9 @@ def register_blueprints(app: Flask) -> None:
     ):
         app.register_blueprint(module.bp)
     app.register_blueprint(proof_views.bp)
+    app.register_blueprint(updates.bp)
+    # RFC 8058's one-click POST carries no CSRF token; the view checks one on every other POST.
+    app.extensions["csrf"].exempt(updates.unsubscribe)
     if app.config.get("DEV_MAILBOX"):
         from petitions import devmail
 
@@ -41,6 +46,7 @@ def register_blueprints(app: Flask) -> None:
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["thousands"] = lambda number: f"{int(number or 0):,}"
     app.jinja_env.globals["site_name"] = "Undersigned"
+    app.jinja_env.globals["update_confirm_url"] = update_links.confirm_url
 
     @app.context_processor
     def inject_settings() -> dict[str, object]:
