@@ -12,9 +12,12 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
+import jsonschema_rs
+import pytest
 from flask.testing import FlaskClient
 from pypdf import PdfReader
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from petitions.db import new_session, utcnow
 from petitions.delivery import timeline
@@ -413,6 +416,17 @@ def test_correction_keeps_the_original_and_api_and_atom_agree(site: Site) -> Non
     ]
     public = page(site.client, f"/p/{slug}")
     assert "Handed to the CFO." in public and "It was handed to the CEO." in public
+    document = site.client.get("/api/v1/openapi.json").get_json()
+    schema = {"$ref": "#/components/schemas/Petition", "components": document["components"]}
+    jsonschema_rs.Draft202012Validator(schema).validate(
+        site.client.get(f"/api/v1/petitions/{slug}").get_json()
+    )
+
+    # The database itself refuses to change or remove an entry.
+    for statement in ("UPDATE timeline_entries SET title = 'x'", "DELETE FROM timeline_entries"):
+        with new_session(site.app) as session, pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text(statement))
+    assert api_timeline(site.client, slug) == events
 
     with new_session(site.app, write=False) as session:
         petition = session.scalars(select(Petition).where(Petition.slug == slug)).one()
