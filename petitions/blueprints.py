@@ -12,6 +12,8 @@ def register_blueprints(app: Flask) -> None:
     from petitions import health
     from petitions.accounts import views as accounts
     from petitions.committee import views as committee
+    from petitions.delivery import recipient
+    from petitions.delivery import views as delivery
     from petitions.letters import views as letters
     from petitions.moderation import reports
     from petitions.moderation import views as moderation
@@ -27,6 +29,8 @@ def register_blueprints(app: Flask) -> None:
         accounts,
         letters,
         committee,
+        delivery,
+        recipient,
         public,
         signing,
         api,

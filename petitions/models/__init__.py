@@ -10,6 +10,14 @@ from petitions.models.committee import (
     Role,
 )
 from petitions.models.counter import PetitionCounter
+from petitions.models.delivery import (
+    Channel,
+    Delivery,
+    DeliveryPack,
+    DeliveryResponse,
+    ResponseSource,
+    Target,
+)
 from petitions.models.history import CountSnapshot, SnapshotKind
 from petitions.models.moderation import AuditEntry, Report, ReportKind
 from petitions.models.outbox import OutboxMessage
@@ -17,6 +25,7 @@ from petitions.models.petition import EmployerDomain, Petition, PetitionState
 from petitions.models.proof import ProofPhrase
 from petitions.models.review import HideReason, Takedown
 from petitions.models.signature import Affiliation, Display, Signature, SignatureState
+from petitions.models.timeline import Outcome, TimelineEntry, TimelineKind
 from petitions.models.token import Token, TokenPurpose
 from petitions.models.user import User
 
@@ -25,25 +34,35 @@ __all__ = [
     "ActionState",
     "Affiliation",
     "AuditEntry",
+    "Channel",
     "CommitteeLogEntry",
     "CommitteeMember",
     "CountSnapshot",
+    "Delivery",
+    "DeliveryPack",
+    "DeliveryResponse",
     "Display",
     "EmployerDomain",
     "HideReason",
     "Invitation",
     "OutboxMessage",
+    "Outcome",
     "PendingAction",
     "Petition",
     "PetitionCounter",
     "PetitionState",
+    "ProofPhrase",
     "Report",
     "ReportKind",
+    "ResponseSource",
     "Role",
     "Signature",
     "SignatureState",
     "SnapshotKind",
     "Takedown",
+    "Target",
+    "TimelineEntry",
+    "TimelineKind",
     "Token",
     "TokenPurpose",
     "User",

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, url
 
 from petitions.caching import conditional
 from petitions.db import get_session, utcnow
+from petitions.delivery import timeline
 from petitions.models import CountSnapshot, Petition
 from petitions.public.views import published
 from petitions.tallies import counts, history, listing
@@ -145,6 +146,7 @@ def petition(slug: str) -> Response:
             "supporters": letter_counts.supporters,
             "last_24h": history.growth(session, found, letter_counts.total, now),
             "history_url": _absolute("api.history", slug=found.slug),
+            "timeline": [event.as_json() for event in timeline.events(session, found)],
             "updated_at": _time(now),
         },
         volatile=("updated_at",),

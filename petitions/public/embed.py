@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, make_response, render_templa
 
 from petitions.caching import conditional
 from petitions.db import get_session
+from petitions.delivery import timeline
 from petitions.models import Petition
 from petitions.public.views import published
 from petitions.security import EMBEDDABLE_POLICY
@@ -125,5 +126,24 @@ def feed_atom() -> Response:
         home_url=public_url + url_for("public.index"),
         tag_authority=urlsplit(public_url).hostname or "undersigned",
         public_url=public_url,
+    )
+    return conditional(Response(xml, mimetype="application/atom+xml"))
+
+
+@bp.get("/p/<slug>/timeline.atom")
+def timeline_feed(slug: str) -> Response:
+    """The letter's public timeline as Atom: the same entries as the page and the API."""
+    petition = published(slug)
+    events = timeline.events(get_session(), petition)
+    public_url = current_app.config["PUBLIC_URL"]
+    xml = render_template(
+        "delivery/timeline.xml",
+        petition=petition,
+        events=events,
+        updated=max((event.at for event in events), default=FEED_EPOCH),
+        feed_url=public_url + url_for("embed.timeline_feed", slug=petition.slug),
+        letter_url=public_url + url_for("public.letter", slug=petition.slug),
+        home_url=public_url + url_for("public.index"),
+        tag_authority=urlsplit(public_url).hostname or "undersigned",
     )
     return conditional(Response(xml, mimetype="application/atom+xml"))

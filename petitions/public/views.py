@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, make_response, render_template, re
 from petitions.caching import conditional
 from petitions.committee import service as committee
 from petitions.db import get_session, utcnow
+from petitions.delivery import status as delivery_status
 from petitions.letters import service as letters
 from petitions.models import Petition
 from petitions.tallies import chart, counts, history, listing, signers
@@ -98,6 +99,7 @@ def letter(slug: str) -> Response:
         signers=shown,
         page=page,
         has_next=has_next,
+        record=delivery_status.for_letter(session, petition, now),
         listing=listing.status(petition, letter_counts),
         organizers=committee.public_organizers(session, petition.id),
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0009_delivery'
-down_revision = '0006_committee'
+down_revision = '0008_proofs'
 branch_labels = None
 depends_on = None
 
