@@ -108,6 +108,8 @@ def test_a_sent_message_counts_one_signature_and_nothing_is_mailed_to_work(site,
     sign_page = site.client.get(f"/p/{slug}/sign").get_data(as_text=True)
     assert "Prove it without any email to your work inbox" in sign_page
     assert "easier" in sign_page
+    safety = site.client.get("/safety").get_data(as_text=True)
+    assert "prove your address the other way" in safety
     queries = len(dns.resolver.queries)
 
     response = prove(site, dns, slug)
