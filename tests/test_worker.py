@@ -18,6 +18,7 @@ from petitions.db import new_session, utcnow
 from petitions.mail import queue_email
 from petitions.mail import worker as mail_worker
 from petitions.mail.cli import age
+from petitions.mail.outbox import claim
 from petitions.models import OutboxMessage
 from petitions.models.errors import InvalidTransition
 from petitions.models.outbox import OutboxStatus
@@ -266,6 +267,19 @@ def test_mail_retry_requeues_failed_mail_exactly_once(app, mailbox):
     assert mail_worker.drain(app, now=later).sent == 0
     bad = app.test_cli_runner().invoke(args=["mail-retry", "--since", "yesterday"])
     assert bad.exit_code == 2 and "not an ISO time" in bad.output
+
+
+def test_a_claim_sees_a_message_put_back_since_this_session_failed_it(app, mailbox):
+    _queue(app, 1)
+    with new_session(app) as session:
+        [message] = claim(session, "test-owner", 10, utcnow())
+        message.fail("refused", utcnow())
+        session.commit()
+        assert "Put 1 failed message back" in _cli(app, "mail-retry")
+        [again] = claim(session, "test-owner", 10, utcnow() + timedelta(seconds=1))
+        assert (again.status, again.attempts) == (OutboxStatus.QUEUED, 0)
+        again.mark_sent(utcnow())
+        session.commit()
 
 
 def test_a_transition_from_the_wrong_state_raises(app):

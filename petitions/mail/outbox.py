@@ -82,6 +82,8 @@ def claim(session: Session, owner: str, limit: int, now: datetime) -> list[Outbo
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_SECONDS))
         .returning(OutboxMessage)
+        # the rows as they are now, even where this session holds an older copy
+        .execution_options(populate_existing=True)
     ).all()
     # Commit before anything is sent: on SQLite the claim holds the write lock, which every
     # signature would otherwise wait for until the whole batch had gone out.
