@@ -236,6 +236,9 @@ def test_with_the_two_person_rule_publishing_waits_for_a_second_member(site, app
     with new_session(app, write=False) as session:
         assert session.get(Petition, petition_id).two_person_rule
 
+    # An action that cannot happen now is refused when proposed.
+    post(site, site.client, base, f"{base}/close")
+    assert "Only an open letter can be closed." in site.client.get(base).get_data(as_text=True)
     post(site, site.client, base, f"{base}/publish")
     assert _state(app, petition_id) == "draft"
     page = site.client.get(base).get_data(as_text=True)

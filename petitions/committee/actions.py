@@ -84,6 +84,7 @@ def perform(
     ).first()
     if waiting is not None:
         raise InvalidTransition("The same action already waits for approval.")
+    _rehearse(session, petition, kind, payload, now)
     action = PendingAction(
         petition_id=petition.id,
         kind=kind,
@@ -102,6 +103,19 @@ def perform(
         f"Proposed: {LABELS[kind]} (action {action.id}), waiting for approval.",
     )
     return action
+
+
+def _rehearse(
+    session: Session, petition: Petition, kind: ActionKind, payload: dict[str, Any], now: datetime
+) -> None:
+    """Run the action in a savepoint and undo it, so one that cannot happen now is refused
+    when proposed, not when a second member approves it."""
+    trial = session.begin_nested()
+    try:
+        RUNNERS[kind](session, petition, payload, now)
+        session.flush()
+    finally:
+        trial.rollback()
 
 
 def pending(session: Session, petition_id: int, limit: int = 50) -> list[PendingAction]:
