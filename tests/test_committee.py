@@ -328,3 +328,25 @@ def test_no_committee_page_shows_more_about_signers_than_the_public_page(site, a
             assert "Quinn Hidden" not in html, page
             for email, _, _ in signers:
                 assert email not in html and email.split("@")[0] not in html, page
+
+
+def test_bad_committee_input_gets_a_clear_4xx_in_the_site_look(site, app):
+    site.organizer()
+    petition_id = site.draft()
+    page = f"/letters/{petition_id}/committee"
+    bad = post(site, site.client, page, f"{page}/invite", email="not an address", role="owner")
+    assert bad.status_code == 400 and "does not look right" in bad.get_data(as_text=True)
+    odd_role = post(site, site.client, page, f"{page}/invite", email="x@example.org", role="king")
+    assert odd_role.status_code == 400
+    for action in [
+        f"/letters/{petition_id}/actions/999/approve",
+        f"{page}/invitations/999/resend",
+        f"{page}/members/999/remove",
+    ]:
+        response = post(site, site.client, page, action)
+        assert response.status_code == 404, action
+        assert 'class="site-header"' in response.get_data(as_text=True)
+    no_token = site.client.post(f"{page}/leave")
+    assert no_token.status_code == 400 and 'class="site-header"' in no_token.get_data(as_text=True)
+    assert role_of(app, petition_id, "olivia@example.org") == "owner"
+    assert site.client.get("/letters/999/committee").status_code == 404
