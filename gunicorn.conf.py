@@ -7,6 +7,7 @@ Environment:
     WEB_CONCURRENCY  worker processes (default: `default_workers`, from DATABASE_URL and the cores)
 """
 
+import logging
 import os
 import re
 
@@ -51,7 +52,7 @@ REQUEST_TARGET = re.compile(
 )
 
 
-def redact_request_targets(record):
+def redact_request_targets(record: logging.LogRecord) -> bool:
     """Keep only the first segment of any path in a log line: `GET /c/...`, `/login?...`.
 
     gunicorn writes request lines when it refuses a request, when the app fails, and in the
