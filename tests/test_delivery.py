@@ -464,3 +464,46 @@ def test_the_public_letter_page_is_the_same_for_every_reader(site: Site) -> None
     assert strip.sub("", first) == strip.sub("", second)
     assert "Delivered to Satya Nadella, CEO, Microsoft on" in first
     assert "/r/" not in first
+
+
+def test_bad_input_gets_a_clear_4xx(site: Site) -> None:
+    petition_id, slug = letter(site)
+    target_id = add_target(site.client, petition_id)
+    link = deliver(site.client, petition_id, target_id)
+    tomorrow = (utcnow().date() + timedelta(days=1)).isoformat()
+    cases = [
+        ("/record", {"delivery-target": target_id, "delivery-delivered_on": "3 May"}, 400),
+        ("/record", {"delivery-target": 999, "delivery-delivered_on": "2026-05-03"}, 400),
+        (
+            "/record",
+            {
+                "delivery-target": target_id,
+                "delivery-delivered_on": tomorrow,
+                "delivery-channel": "email",
+            },
+            409,
+        ),
+        ("/outcome", {"outcome-outcome": "victory"}, 400),
+        ("/corrections", {"correction-entry": 999, "correction-text": "x"}, 400),
+        ("/targets", {"target-name": "", "target-email": "not an address"}, 400),
+        ("/999/revoke", {}, 404),
+    ]
+    for action, data, status in cases:
+        response = post(site.client, petition_id, action, data)
+        assert response.status_code == status, (action, response.status_code)
+        assert "<html" in response.get_data(as_text=True)
+    assert site.client.get(f"/letters/{petition_id}/delivery/999/pack.pdf").status_code == 404
+    assert site.client.get(f"/letters/{petition_id}/delivery/1/secret.txt").status_code == 404
+    assert site.client.get("/letters/999/delivery").status_code == 404
+
+    recipient = site.app.test_client()
+    token = csrf_from(page(recipient, link))
+    for data in (
+        {"text": ""},
+        {"text": "Fine.", "link": "javascript:alert(1)"},
+        {"text": "Fine.", "link": "ftp://example.com/x"},
+    ):
+        response = recipient.post(link + "/response", data={"csrf_token": token, **data})
+        assert response.status_code == 400, data
+    assert recipient.post("/r/garbage/receipt", data={"csrf_token": token}).status_code == 404
+    assert "response" not in [e["kind"] for e in api_timeline(site.client, slug)]

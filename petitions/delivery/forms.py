@@ -15,7 +15,7 @@ from wtforms import (
     URLField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, Length, Optional
+from wtforms.validators import URL, DataRequired, Length, Optional, Regexp
 
 from petitions.fields import email_field, no_control_chars, strip_text
 from petitions.models import Channel, Outcome
@@ -36,7 +36,13 @@ def _link() -> URLField:
         "Link (optional)",
         filters=[strip_text],
         description="Where the response was published, e.g. a blog post.",
-        validators=[Optional(), Length(max=500), URL(require_tld=False), no_control_chars],
+        validators=[
+            Optional(),
+            Length(max=500),
+            Regexp(r"^https?://", message="Give a web address starting with https://."),
+            URL(require_tld=False),
+            no_control_chars,
+        ],
     )
 
 

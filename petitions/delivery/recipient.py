@@ -18,7 +18,7 @@ from flask import (
 
 from petitions.accounts.forms import EmptyForm
 from petitions.db import get_session, utcnow
-from petitions.delivery import service
+from petitions.delivery import links, service
 from petitions.delivery.forms import RecipientResponseForm
 from petitions.delivery.views import pack_response
 from petitions.errors import render_error
@@ -40,7 +40,7 @@ def private(response: Response) -> Response:
 def _delivery(token: str) -> Delivery:
     """The delivery the link names, or an error page saying why the link does not work."""
     try:
-        return service.delivery_for_link(get_session(), token, utcnow())
+        return links.delivery_for_link(get_session(), token, utcnow())
     except LinkProblem as exc:
         abort(make_response(render_error(404, "This link does not work", str(exc))))
 
@@ -54,7 +54,7 @@ def _page(token: str, form: RecipientResponseForm | None = None, status: int = 2
         token=token,
         delivery=found,
         petition=petition,
-        response=service.recipient_response(session, found),
+        response=links.recipient_response(session, found),
         form=form or RecipientResponseForm(),
         button=EmptyForm(),
     )
@@ -74,7 +74,7 @@ def receipt(token: str) -> Response:
     if not EmptyForm().validate():
         abort(400)
     session = get_session()
-    if service.confirm_receipt(session, found, utcnow()):
+    if links.confirm_receipt(session, found, utcnow()):
         session.commit()
         flash("Thank you: receipt is recorded, and the organizers can see it.", "success")
     else:
@@ -91,7 +91,7 @@ def response(token: str):  # type: ignore[no-untyped-def]
         return _page(token, form, 400)
     session = get_session()
     try:
-        service.post_response(
+        links.post_response(
             session,
             found,
             text=form.text.data,

@@ -7,18 +7,15 @@ Undersigned never contacts a target by itself: mail goes out only when the commi
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from flask import current_app, url_for
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from petitions import hashing
 from petitions.committee import actions
 from petitions.committee import service as committee
-from petitions.delivery import pack, timeline
+from petitions.delivery import links, pack, timeline
 from petitions.mail import queue_email
 from petitions.models import (
     ActionKind,
@@ -35,13 +32,7 @@ from petitions.models import (
     TimelineKind,
     User,
 )
-from petitions.models.delivery import LinkProblem
 from petitions.models.errors import DomainError, InvalidTransition
-
-#: how long a recipient link works
-LINK_LIFETIME = timedelta(days=90)
-#: salt of the signed nonce in a recipient link
-LINK_PURPOSE = "delivery_recipient"
 
 
 def _run_outcome(
@@ -135,14 +126,6 @@ def responses(session: Session, petition_id: int) -> list[DeliveryResponse]:
     )
 
 
-def _link_url(found: Delivery, now: datetime) -> str:
-    """Give the delivery a fresh private link and return it; only its hash is kept."""
-    nonce = hashing.new_nonce()
-    found.issue_link(hashing.hash_nonce(nonce), now + LINK_LIFETIME)
-    token = hashing.sign_nonce(LINK_PURPOSE, nonce)
-    return current_app.config["PUBLIC_URL"] + url_for("recipient.show", token=token)
-
-
 def record_delivery(
     session: Session,
     petition: Petition,
@@ -164,6 +147,8 @@ def record_delivery(
     target = _target(session, petition, target_id)
     if send_email and not target.email:
         raise InvalidTransition("This target has no address to send the delivery to.")
+    if delivered_on > now.date():
+        raise InvalidTransition("A delivery cannot be dated in the future.")
     if response_requested_by is not None and response_requested_by < delivered_on:
         raise InvalidTransition("The response can only be requested by a day after delivery.")
     files = pack.build(session, petition, target.label, delivered_on)
@@ -195,7 +180,7 @@ def record_delivery(
         delivery_id=found.id,
         pack_sha256=files.sha256,
     )
-    link = _link_url(found, now) if with_link or send_email else None
+    link = links.issue(found, now) if with_link or send_email else None
     if send_email and target.email and link:
         queue_email(
             session,
@@ -204,7 +189,7 @@ def record_delivery(
             url=link,
             title=petition.title,
             total=files.total,
-            max_age_days=LINK_LIFETIME.days,
+            max_age_days=links.LINK_LIFETIME.days,
         )
     committee.record(
         session,
@@ -221,7 +206,7 @@ def new_link(
     session: Session, petition: Petition, user: User, found: Delivery, now: datetime
 ) -> str:
     """A new recipient link for a delivery; the old one stops working."""
-    link = _link_url(found, now)
+    link = links.issue(found, now)
     committee.record(
         session, petition.id, user, "link_issued", f"New link for delivery {found.id}."
     )
@@ -247,98 +232,6 @@ def set_deadline(
     committee.record(session, petition.id, user, "deadline", f"{words} (delivery {found.id}).")
 
 
-def delivery_for_link(session: Session, token: str, now: datetime) -> Delivery:
-    """The delivery a recipient link names; LinkProblem when it is bad, expired or revoked."""
-    nonce = hashing.unsign_nonce(LINK_PURPOSE, token)
-    found = None
-    if nonce is not None:
-        found = session.scalars(
-            select(Delivery).where(Delivery.link_nonce_hash == hashing.hash_nonce(nonce))
-        ).first()
-    if found is None:
-        raise LinkProblem("This link is not valid. Check that it was copied whole.")
-    found.check_link(now)
-    return found
-
-
-def confirm_receipt(session: Session, found: Delivery, now: datetime) -> bool:
-    """The recipient confirms receipt; False when it was already recorded."""
-    if found.received_at is not None:
-        return False
-    found.receive(now)
-    try:
-        with session.begin_nested():
-            timeline.append(
-                session,
-                found.petition_id,
-                TimelineKind.RECEIPT,
-                now.date(),
-                f"Receipt confirmed by the recipient, {found.target_label}",
-                timeline.RECIPIENT,
-                delivery_id=found.id,
-                once_key=f"receipt:{found.id}",
-            )
-    except IntegrityError:
-        return False  # a second press at the same moment
-    return True
-
-
-def recipient_response(session: Session, found: Delivery) -> DeliveryResponse | None:
-    """The response the recipient posted through the link, if any."""
-    return session.scalars(
-        select(DeliveryResponse).where(
-            DeliveryResponse.delivery_id == found.id,
-            DeliveryResponse.source == ResponseSource.RECIPIENT,
-        )
-    ).first()
-
-
-def _response_entry(session: Session, response: DeliveryResponse, title: str, **kw: Any) -> None:
-    timeline.append(
-        session,
-        response.petition_id,
-        TimelineKind.RESPONSE,
-        response.responded_on,
-        title,
-        str(response.source),
-        body=response.text,
-        delivery_id=response.delivery_id,
-        **kw,
-    )
-
-
-def post_response(
-    session: Session, found: Delivery, *, text: str, responder: str, link: str, now: datetime
-) -> DeliveryResponse:
-    """The recipient's own response through the link (once); it confirms receipt too."""
-    if recipient_response(session, found) is not None:
-        raise InvalidTransition("A response was already posted through this link.")
-    confirm_receipt(session, found, now)
-    response = DeliveryResponse(
-        petition_id=found.petition_id,
-        delivery_id=found.id,
-        source=ResponseSource.RECIPIENT,
-        text=text,
-        responder=responder,
-        link=link,
-        responded_on=now.date(),
-        created_at=now,
-    )
-    session.add(response)
-    who = responder or found.target_label
-    try:
-        with session.begin_nested():
-            _response_entry(
-                session,
-                response,
-                f"Response from {who}, posted by the recipient",
-                once_key=f"recipient-response:{found.id}",
-            )
-    except IntegrityError:
-        raise InvalidTransition("A response was already posted through this link.") from None
-    return response
-
-
 def record_response(
     session: Session,
     petition: Petition,
@@ -352,6 +245,8 @@ def record_response(
     now: datetime,
 ) -> DeliveryResponse:
     """A response as the organizers record it (a reply by mail, a statement, a meeting)."""
+    if responded_on > now.date():
+        raise InvalidTransition("A response cannot be dated in the future.")
     response = DeliveryResponse(
         petition_id=petition.id,
         delivery_id=found.id,
@@ -365,7 +260,7 @@ def record_response(
     session.add(response)
     session.flush()
     who = responder or found.target_label
-    _response_entry(session, response, f"Response from {who}, recorded by the organizers")
+    links.response_entry(session, response, f"Response from {who}, recorded by the organizers")
     committee.record(session, petition.id, user, "response", f"Recorded a response from {who}.")
     return response
 

@@ -263,17 +263,21 @@ def record_response(petition_id: int):  # type: ignore[no-untyped-def]
     if not form.validate():
         return _render(petition_id, 400, response_form=form)
     session = get_session()
-    service.record_response(
-        session,
-        petition,
-        current_user,
-        _delivery(petition, form.delivery.data),
-        text=form.text.data,
-        responder=form.responder.data,
-        link=form.link.data or "",
-        responded_on=form.responded_on.data,
-        now=utcnow(),
-    )
+    try:
+        service.record_response(
+            session,
+            petition,
+            current_user,
+            _delivery(petition, form.delivery.data),
+            text=form.text.data,
+            responder=form.responder.data,
+            link=form.link.data or "",
+            responded_on=form.responded_on.data,
+            now=utcnow(),
+        )
+    except DomainError as exc:
+        form.form_errors.append(str(exc))
+        return _render(petition_id, 409, response_form=form)
     session.commit()
     flash("Response recorded. It is shown beside the letter.", "success")
     return _back(petition_id)
