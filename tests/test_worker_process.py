@@ -157,9 +157,9 @@ def test_a_signal_mid_batch_stops_the_worker_cleanly_and_a_restart_sends_the_res
     counting.delay = 0.0
     restarted = _worker(database_url, counting.port)
     try:
-        started = time.monotonic()
-        assert _wait_for(lambda: set(counting.received) == set(recipients), 15)
-        assert time.monotonic() - started < 10
+        # Well within the 120 s lease a message left leased would wait for, even with the
+        # worker's start-up on a busy machine.
+        assert _wait_for(lambda: set(counting.received) == set(recipients), 30)
     finally:
         _stop(restarted)
     duplicates = len(counting.received) - len(set(counting.received))
