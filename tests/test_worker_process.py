@@ -143,7 +143,7 @@ def test_a_signal_mid_batch_stops_the_worker_cleanly_and_a_restart_sends_the_res
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 0, errors
-    assert stopped_in < 3
+    assert stopped_in < 5  # interpreter shutdown included
     delivered = counting.count()
     assert delivered < len(recipients), "the batch ended before the signal"
     with new_session(app) as session:
