@@ -6,10 +6,11 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from petitions.db import Base, UTCDateTime, utcnow
 from petitions.models.errors import InvalidTransition
+from petitions.models.signature import forget_addresses
 
 
 class PetitionState(enum.StrEnum):
