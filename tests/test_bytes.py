@@ -157,9 +157,11 @@ def test_raw_bytes_on_every_route_get_the_sites_4xx_and_leave_no_token_in_any_lo
             for rule in app.url_map.iter_rules()
             for path in [fill(rule.rule, values)]
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
-            # Logged in, GETs go deeper; POSTs stay anonymous, so none of them logs out.
+            # Logged in, GETs with junk headers go deeper (the other probes are refused before
+            # the login counts); POSTs stay anonymous, so none of them logs out.
             for person in (("anonymous", "organizer") if method == "GET" else ("anonymous",))
             for name, raw, allowed in probes(method, path, *sessions[person])
+            if person == "anonymous" or name == "headers"
         ]
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda probe: send(port, probe[2]), probed))
