@@ -228,3 +228,11 @@ def _insert(conn, table: str, **values: object) -> None:
     names = ", ".join(values)
     marks = ", ".join(f":{name}" for name in values)
     conn.execute(text(f"INSERT INTO {table} ({names}) VALUES ({marks})"), values)
+
+
+def test_no_request_ever_opens_an_address(app):
+    with app.app_context():
+        sealed = subscribers.seal_for_signature(1, PERSONAL)
+        assert subscribers.open_sealed(sealed, "signature:1") == PERSONAL
+    with app.test_request_context("/"), pytest.raises(RuntimeError, match="worker only"):
+        subscribers.open_sealed(sealed, "signature:1")

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
+from flask import current_app, has_request_context
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -64,6 +64,8 @@ def seal(plain: str, bound_to: str) -> bytes:
 
 def open_sealed(blob: bytes, bound_to: str) -> str:
     """What `seal` sealed (for the worker only); raises SealBroken on any mismatch."""
+    if has_request_context():
+        raise RuntimeError("sealed addresses are opened by the worker only, never in a request")
     try:
         plain = AESGCM(_key(0)).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], bound_to.encode())
     except (InvalidTag, ValueError):
