@@ -507,3 +507,43 @@ def test_bad_input_gets_a_clear_4xx(site: Site) -> None:
         assert response.status_code == 400, data
     assert recipient.post("/r/garbage/receipt", data={"csrf_token": token}).status_code == 404
     assert "response" not in [e["kind"] for e in api_timeline(site.client, slug)]
+
+
+def test_delivery_routes_refuse_strangers_and_posts_without_csrf(site: Site) -> None:
+    petition_id, _slug = letter(site)
+    target_id = add_target(site.client, petition_id)
+    link = deliver(site.client, petition_id, target_id)
+    token = link.removeprefix("/r/")
+    values = {"petition_id": petition_id, "target_id": target_id, "delivery_id": 1}
+    values |= {"name": "manifest.json", "token": token}
+    visitor = site.app.test_client()
+    other = site.app.test_client()
+    site.organizer("bea@example.org", client=other)
+    with new_session(site.app, write=False) as session:
+        before = {t: session.scalar(text(f"SELECT count(*) FROM {t}")) for t in TABLES}
+    walked = 0
+    for rule in site.app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] not in {"delivery", "recipient"}:
+            continue
+        url = rule.build({arg: values[arg] for arg in rule.arguments})[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            walked += 1
+            if method == "POST":
+                refused = site.client.post(url, data={})
+                assert refused.status_code == 400, url
+                assert "This form has expired" in refused.get_data(as_text=True)
+            if rule.endpoint.startswith("delivery."):
+                visitor_csrf = csrf_from(page(visitor, "/login"))
+                answer = visitor.open(url, method=method, data={"csrf_token": visitor_csrf})
+                assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+                csrf = csrf_from(page(other, "/letters/"))
+                answer = other.open(url, method=method, data={"csrf_token": csrf})
+                assert answer.status_code == 404, url
+    assert walked >= 15
+    with new_session(site.app, write=False) as session:
+        after = {t: session.scalar(text(f"SELECT count(*) FROM {t}")) for t in TABLES}
+    assert after == before
+    assert "Confirm receipt" in page(visitor, link)
+
+
+TABLES = ("delivery_targets", "deliveries", "delivery_responses", "timeline_entries")

@@ -22,7 +22,9 @@ OWNED_ARGS = {"petition_id", "report_id"}
 
 
 def _private(endpoint: str) -> bool:
-    return endpoint.split(".")[0] in {"organizer", "admin"} or endpoint in ACCOUNT_ENDPOINTS
+    return endpoint.split(".")[0] in {"organizer", "admin", "delivery"} or (
+        endpoint in ACCOUNT_ENDPOINTS
+    )
 
 
 @pytest.fixture
@@ -49,6 +51,9 @@ def world(site, app):
         "slug": slug,
         "token": "not-a-token",
         "filename": "style.css",
+        "target_id": 1,
+        "delivery_id": 1,
+        "name": "pack.pdf",
     }
     return {"a": site.client, "b": other, "visitor": visitor, "values": values}
 

@@ -10,7 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from petitions.delivery import timeline
-from petitions.models import Delivery, DeliveryResponse, Outcome, Petition, ResponseSource
+from petitions.models import (
+    Delivery,
+    DeliveryResponse,
+    Outcome,
+    Petition,
+    ResponseSource,
+    TimelineKind,
+)
 
 
 @dataclass
@@ -61,29 +68,32 @@ def status_line(
 
 def for_letter(session: Session, petition: Petition, now: datetime) -> LetterRecord:
     """Everything the letter page shows of its delivery and timeline."""
-    events = timeline.events(session, petition)
-    outcome_entry = timeline.current_outcome(session, petition.id)
+    written = timeline.stored(session, petition.id)
+    outcomes = [entry for entry in written if entry.kind == TimelineKind.OUTCOME]
+    outcome_entry = outcomes[-1] if outcomes else None
     outcome = Outcome(outcome_entry.outcome) if outcome_entry and outcome_entry.outcome else None
     record = LetterRecord(
         outcome=outcome.label if outcome else None,
         outcome_note=outcome_entry.body if outcome_entry else "",
-        events=events,
+        events=timeline.events(session, petition, written),
     )
+    # Read deliveries and responses only once the timeline says there are some.
+    if not any(entry.kind == TimelineKind.DELIVERED for entry in written):
+        return record
     latest = session.scalars(
         select(Delivery)
         .where(Delivery.petition_id == petition.id)
         .order_by(Delivery.delivered_on.desc(), Delivery.id.desc())
         .limit(1)
-    ).first()
-    if latest is None:
-        return record
-    record.responses = list(
-        session.scalars(
-            select(DeliveryResponse)
-            .where(DeliveryResponse.petition_id == petition.id)
-            .order_by(DeliveryResponse.responded_on.desc(), DeliveryResponse.id.desc())
+    ).one()
+    if any(entry.kind == TimelineKind.RESPONSE for entry in written):
+        record.responses = list(
+            session.scalars(
+                select(DeliveryResponse)
+                .where(DeliveryResponse.petition_id == petition.id)
+                .order_by(DeliveryResponse.responded_on.desc(), DeliveryResponse.id.desc())
+            )
         )
-    )
     to_latest = [r for r in record.responses if r.delivery_id == latest.id]
     record.status = status_line(latest, to_latest, outcome, now.date())
     return record

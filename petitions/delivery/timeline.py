@@ -112,8 +112,11 @@ def _entry_event(entry: TimelineEntry) -> Event:
     )
 
 
-def events(session: Session, petition: Petition) -> list[Event]:
-    """The whole public timeline of a published letter, oldest first."""
+def events(
+    session: Session, petition: Petition, written: list[TimelineEntry] | None = None
+) -> list[Event]:
+    """The whole public timeline of a published letter, oldest first (`written`: its stored
+    entries, when the caller has read them already)."""
     if petition.published_at is None:
         return []
     found = [
@@ -143,12 +146,15 @@ def events(session: Session, petition: Petition) -> list[Event]:
         )
         for row in milestones
     ]
-    written = [_entry_event(entry) for entry in stored(session, petition.id)]
-    by_key = {event.key: event for event in written}
-    for event in written:
+    entries = [
+        _entry_event(entry)
+        for entry in (stored(session, petition.id) if written is None else written)
+    ]
+    by_key = {event.key: event for event in entries}
+    for event in entries:
         if event.corrects in by_key:
             by_key[event.corrects].corrected_by.append(event.key)
-    found += written
+    found += entries
     if petition.closed_at is not None:
         found.append(
             Event(
