@@ -25,6 +25,7 @@ from petitions.models.petition import EmployerDomain, Petition, PetitionState
 from petitions.models.proof import ProofPhrase
 from petitions.models.review import HideReason, Takedown
 from petitions.models.signature import Affiliation, Display, Signature, SignatureState
+from petitions.models.subscriber import Subscriber
 from petitions.models.timeline import Outcome, TimelineEntry, TimelineKind
 from petitions.models.token import Token, TokenPurpose
 from petitions.models.user import User
@@ -59,6 +60,7 @@ __all__ = [
     "Signature",
     "SignatureState",
     "SnapshotKind",
+    "Subscriber",
     "Takedown",
     "Target",
     "TimelineEntry",
