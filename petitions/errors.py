@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, has_request_context, jsonify, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
@@ -71,9 +71,19 @@ def refuse_undecodable_address() -> None:
         raise BadRequest()
 
 
+def _rule_for_path(record: logging.LogRecord) -> bool:
+    """Flask logs an error that escaped every handler as "Exception on <path>"; the path may
+    be a token link, so the route's rule (`/c/<token>`) is written instead."""
+    if has_request_context() and isinstance(record.msg, str):
+        rule = request.url_rule.rule if request.url_rule else "(no route)"
+        record.msg = record.msg.replace(request.path, rule)
+    return True
+
+
 def register_error_handlers(app: Flask) -> None:
     """Turn HTTP errors, CSRF failures, database outages and crashes into the site's pages."""
     app.before_request(refuse_undecodable_address)
+    app.logger.addFilter(_rule_for_path)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):  # type: ignore[no-untyped-def]

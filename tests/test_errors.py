@@ -111,3 +111,25 @@ def test_pages_say_busy_with_503_while_the_database_is_unreachable(site):
     assert api.status_code == 503
     assert api.get_json()["error"]["status"] == 503
     assert api.headers["Retry-After"] == "5"
+
+
+def test_an_error_that_escapes_every_handler_is_logged_without_its_path(app, caplog):
+    """Flask's own log line for it names the route's rule, never a token link."""
+
+    class Unhandled(Exception):
+        pass
+
+    def failing_handler(error: Unhandled):
+        raise RuntimeError("the error page itself failed")
+
+    def view(token: str):
+        raise Unhandled()
+
+    app.add_url_rule("/c/<token>/fails", "fails", view)
+    app.register_error_handler(Unhandled, failing_handler)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # log it, as production does
+    response = app.test_client().get("/c/secret-token-value/fails")
+    assert response.status_code == 500
+    assert 'class="site-header"' in response.get_data(as_text=True)
+    assert "Exception on /c/<token>/fails [GET]" in caplog.text
+    assert "secret-token-value" not in caplog.text
