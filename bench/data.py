@@ -8,7 +8,9 @@ module, and the only ones past the models are `tokens.issue` and `hashing` (conf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +90,7 @@ def in_process_app(env: dict[str, str]) -> Flask:
     config = Config()
     for key in ("SECRET_KEY", "ADDRESS_HASH_KEY", "UPDATES_KEY", "DATABASE_URL", "PUBLIC_URL"):
         setattr(config, key, env[key])
+    config.SMTP_HOST, config.SMTP_PORT = env["SMTP_HOST"], int(env["SMTP_PORT"])
     return create_app(config)
 
 
@@ -148,10 +151,16 @@ def seed_letter(app: Flask, slug: str, confirmed: int) -> Letter:
                 PetitionCounter(petition_id=letter.id, bucket=bucket, shard=0, value=confirmed)
             )
         session.commit()
+        seeded = Letter(letter.id, employer.id, slug, confirmed)
+        # What autovacuum, or the worker's checkpoint chore, would have done by now.
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("ANALYZE"))  # as autovacuum would have by now
+            session.execute(text("ANALYZE"))
             session.commit()
-        return Letter(letter.id, employer.id, slug, confirmed)
+    url = make_url(app.config["DATABASE_URL"])
+    if url.get_backend_name() == "sqlite":
+        with contextlib.closing(sqlite3.connect(url.database or "")) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return seeded
 
 
 def make_pending(app: Flask, letter: Letter, count: int, tag: str) -> list[str]:
