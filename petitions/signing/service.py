@@ -10,18 +10,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import JSON, delete, literal, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from petitions import hashing, tokens
-from petitions.db import UTCDateTime
 from petitions.mail import queue_email
 from petitions.models import (
     Affiliation,
     Display,
-    OutboxMessage,
     Petition,
     PetitionState,
     Signature,
@@ -30,8 +28,7 @@ from petitions.models import (
     TokenPurpose,
 )
 from petitions.models.errors import DomainError
-from petitions.models.outbox import OutboxStatus
-from petitions.signing import subscribers
+from petitions.signing import pending_mail, subscribers
 from petitions.tallies import counts
 
 WITHDRAW_MAX_AGE = 10 * 365 * 24 * 3600
@@ -328,37 +325,13 @@ def resend(session: Session, handle: str | None, now: datetime) -> str:
         .values(details_at=now)
         .execution_options(synchronize_session=False)
     )
-    # An INSERT ... SELECT that adds the email only when the signature is pending.
+    # Added only when the signature is pending: the same INSERT runs for a decoy.
     context = {
         "url": confirm_url(issued.link_token),
         "code": issued.display_code,
         "max_age_days": current_app.config["TOKEN_MAX_AGE"] // 86400,
     }
-    stamp = literal(now, UTCDateTime())
-    session.execute(
-        OutboxMessage.__table__.insert().from_select(
-            [
-                "recipient",
-                "recipient_domain",
-                "template",
-                "context",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-            ],
-            select(
-                Signature.email,
-                Signature.email_domain,
-                literal("confirm_signature"),
-                literal(context, JSON()),
-                literal(OutboxStatus.QUEUED.value),
-                literal(0),
-                stamp,
-                stamp,
-            ).where(*pending),
-        )
-    )
+    pending_mail.queue_if_pending(session, pending, "confirm_signature", context, now)
     return issued.handle
 
 
