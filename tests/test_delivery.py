@@ -440,6 +440,13 @@ def test_correction_keeps_the_original_and_api_and_atom_agree(site: Site) -> Non
     assert atom_titles == [e["title"] for e in reversed(events)]
     assert original["pack_sha256"] in feed.get_data(as_text=True)
 
+    # The site's feed carries the written entries too, under the same Atom ids.
+    site_feed = ET.fromstring(site.client.get("/feed.atom").data)
+    site_ids = {e.find(f"{ATOM}id").text for e in site_feed.iter(f"{ATOM}entry")}
+    letter_ids = {e.find(f"{ATOM}id").text for e in root.iter(f"{ATOM}entry")}
+    written = {i for i in letter_ids if "/timeline/entry-" in i}
+    assert len(written) == 2 and written <= site_ids
+
 
 def test_delivery_email_goes_through_the_outbox(site: Site) -> None:
     petition_id, _slug = letter(site)

@@ -24,6 +24,7 @@ from petitions.models import (
     TimelineEntry,
     TimelineKind,
 )
+from petitions.tallies import listing
 
 #: who put an entry on the record, as the timeline says it
 ORGANIZERS, RECIPIENT, UNDERSIGNED = "organizers", "recipient", "undersigned"
@@ -227,3 +228,39 @@ def record_passed_deadlines(session: Session, now: datetime) -> int:
             continue  # another worker wrote it first
         written += 1
     return written
+
+
+@dataclass
+class FeedItem:
+    """A written timeline entry as an entry of the site's Atom feed."""
+
+    petition: Petition
+    updated: datetime
+    key: str
+    title: str
+    summary: str
+
+
+def recent(session: Session, limit: int = 50) -> list[FeedItem]:
+    """The latest written entries of listed letters, newest first, for the site's feed."""
+    rows = session.execute(
+        select(TimelineEntry, Petition)
+        .join(Petition, Petition.id == TimelineEntry.petition_id)
+        .where(listing.is_listed())
+        .order_by(TimelineEntry.created_at.desc(), TimelineEntry.id.desc())
+        .limit(limit)
+    )
+    return [
+        FeedItem(
+            petition,
+            entry.created_at,
+            f"timeline/entry-{entry.id}",
+            f"{petition.title}: {entry.title}",
+            " ".join(part for part in (entry.body, _hash_line(entry)) if part),
+        )
+        for entry, petition in rows
+    ]
+
+
+def _hash_line(entry: TimelineEntry) -> str:
+    return f"Pack manifest SHA-256: {entry.pack_sha256}." if entry.pack_sha256 else ""

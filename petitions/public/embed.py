@@ -116,7 +116,10 @@ def widget(slug: str) -> Response:
 @bp.get("/feed.atom", endpoint="feed")
 def feed_atom() -> Response:
     """An Atom feed of newly published letters and of milestones passed."""
-    entries = feed.entries(get_session())
+    session = get_session()
+    entries: list = [*feed.entries(session), *timeline.recent(session)]
+    entries.sort(key=lambda entry: entry.updated, reverse=True)
+    entries = entries[:50]
     public_url = current_app.config["PUBLIC_URL"]
     xml = render_template(
         "embed/feed.xml",
