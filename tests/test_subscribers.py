@@ -236,3 +236,10 @@ def test_no_request_ever_opens_an_address(app):
         assert subscribers.open_sealed(sealed, "signature:1") == PERSONAL
     with app.test_request_context("/"), pytest.raises(RuntimeError, match="worker only"):
         subscribers.open_sealed(sealed, "signature:1")
+
+
+def test_the_safety_page_says_what_is_kept_of_a_personal_address(client):
+    page = client.get("/safety").get_data(as_text=True)
+    assert "only encrypted" in page
+    assert "Nothing in that list points to your signature, your employer" in page
+    assert "A personal address in readable form" in page
