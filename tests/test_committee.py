@@ -350,3 +350,15 @@ def test_bad_committee_input_gets_a_clear_4xx_in_the_site_look(site, app):
     assert no_token.status_code == 400 and 'class="site-header"' in no_token.get_data(as_text=True)
     assert role_of(app, petition_id, "olivia@example.org") == "owner"
     assert site.client.get("/letters/999/committee").status_code == 404
+
+
+@pytest.mark.config(RATELIMIT_ENABLED=True)
+def test_invitations_are_rate_limited_like_sign_ups(site, app):
+    site.organizer()
+    petition_id = site.draft()
+    page = f"/letters/{petition_id}/committee"
+    answers = [
+        post(site, site.client, page, f"{page}/invite", email=f"p{n}@example.org", role="viewer")
+        for n in range(11)
+    ]
+    assert [a.status_code for a in answers] == [302] * 10 + [429]

@@ -15,8 +15,12 @@ from petitions.db import get_session, utcnow
 from petitions.models import Petition, Role
 from petitions.models.committee import InvitationProblem
 from petitions.models.errors import DomainError
+from petitions.security import limiter
 
 bp = Blueprint("committee", __name__)
+
+#: invitations send email to any address an owner types: as many as a sign-up may
+INVITE_LIMIT = "10 per minute; 50 per hour"
 
 
 @bp.after_request
@@ -92,6 +96,7 @@ def _change(petition_id: int, needs: Role, change, done: str, form=None):  # typ
 
 @bp.post("/letters/<int:petition_id>/committee/invite")
 @login_required
+@limiter.limit(INVITE_LIMIT)
 def invite(petition_id: int):  # type: ignore[no-untyped-def]
     """Email an invitation; the page says the same whether or not the address has an account."""
     petition, _ = member_or_abort(petition_id, Role.OWNER)
@@ -113,6 +118,7 @@ def invite(petition_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/letters/<int:petition_id>/committee/invitations/<int:invitation_id>/resend")
 @login_required
+@limiter.limit(INVITE_LIMIT)
 def resend(petition_id: int, invitation_id: int):  # type: ignore[no-untyped-def]
     """Send an invitation again; the earlier link stops working."""
     return _change(
