@@ -29,6 +29,7 @@ from bench.report import MailRun, Results, render
 RESULTS = procs.ROOT / "bench" / "results"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 LOG_TROUBLE = re.compile(r"Traceback|WORKER TIMEOUT|SIGKILL|out of memory|\[emerg\]|\[alert\]")
+MIXED_RATE, OUTBOX_WAIT = 500, 60  # signatures a second offered; seconds for the outbox
 SECRET, ADDRESS_KEY = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 
 
@@ -42,8 +43,6 @@ class Settings:
     load: Load
     paired_rounds: int
     mixed_seconds: float
-    mixed_rate: float
-    drain_limit: float
     pg_url: str
 
 
@@ -69,8 +68,6 @@ def parse(argv: list[str] | None) -> Settings:
         ),
         paired_rounds=1 if smoke else 10,
         mixed_seconds=args.mixed_duration or (2 if smoke else 60),
-        mixed_rate=500,
-        drain_limit=60,
         pg_url=args.pg_url,
     )
 
@@ -217,12 +214,12 @@ def run_database(kind: str, url: str, run: Run) -> None:
         drain_mail(run, kind, app)
         run.children.start(worker, procs.flask_command("worker"), env)
         check(scenarios.confirm(site, s.load, sign.result.rate), results)
-        scenarios.wait_for_empty_outbox(app, s.drain_limit)
+        scenarios.wait_for_empty_outbox(app, OUTBOX_WAIT)
         say(f"{kind}: mixed")
-        m = scenarios.mixed(site, s.load, s.mixed_seconds, s.mixed_rate)
+        m = scenarios.mixed(site, s.load, s.mixed_seconds, MIXED_RATE)
         gunicorn = run.children.running[f"{name}-gunicorn"]
         m.worker_rss_mb = [x for pid in procs.children_of(gunicorn.pid) if (x := procs.rss_mb(pid))]
-        m.queue_empty_after, m.queue_left = scenarios.wait_for_empty_outbox(app, s.drain_limit)
+        m.queue_empty_after, m.queue_left = scenarios.wait_for_empty_outbox(app, OUTBOX_WAIT)
         results.mixed[kind] = m
         if not (m.signers.successes and m.readers.successes):
             results.problems.append(f"mixed on {kind}: signers or readers got no answer")

@@ -57,11 +57,7 @@ class Site:
         """Open the sign page once, as a browser would: a session cookie and the form's
         hidden fields, which every request of the run reuses (the CSRF token has no time
         limit; SIGN_MIN_SECONDS is 0 for the bench)."""
-        # The letter page held the form until the sign page of its own came (issue 21).
-        for path in (f"/p/{self.large.slug}/sign", f"/p/{self.large.slug}"):
-            status, headers, body = http_get(self.edge_port, path)
-            if status == 200:
-                break
+        status, headers, body = http_get(self.edge_port, f"/p/{self.large.slug}/sign")
         form = SIGN_FORM.search(body)
         fields = hidden_fields(form.group(1) if form else "")
         if "csrf_token" not in fields or "set-cookie" not in headers:

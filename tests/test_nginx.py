@@ -272,7 +272,7 @@ def test_sessions_tokens_and_posts_are_never_cached_or_logged(edge: Edge, site) 
     assert first_form not in stored
     log = edge.access_log()
     assert f'"GET /p/{edge.slug}"' in log  # it does log, but never these
-    for prefix in ("/c/", "/w/", "/confirm/", "/account/"):
+    for prefix in ("/c/", "/w/", "/confirm/", "/account/", "/r/"):
         assert f" {prefix}" not in log
     assert "127.0.0.1" not in log
 
