@@ -16,7 +16,7 @@ import jsonschema_rs
 import pytest
 from flask.testing import FlaskClient
 from pypdf import PdfReader
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from petitions.db import new_session, utcnow
@@ -32,7 +32,14 @@ def letter(site: Site, **fields: object) -> tuple[int, str]:
     """A published letter with two employers, by the organizer olivia@example.org."""
     site.organizer()
     petition_id = site.draft(employers=EMPLOYERS, **fields)
-    return petition_id, site.publish(petition_id)
+    slug = site.publish(petition_id)
+    with new_session(site.app) as session:  # published a month ago, so it can have been delivered
+        month_ago = utcnow() - timedelta(days=30)
+        session.execute(
+            update(Petition).where(Petition.id == petition_id).values(published_at=month_ago)
+        )
+        session.commit()
+    return petition_id, slug
 
 
 def signed(site: Site, slug: str, email: str, name: str, **extra: object) -> None:
@@ -486,6 +493,15 @@ def test_bad_input_gets_a_clear_4xx(site: Site) -> None:
             {
                 "delivery-target": target_id,
                 "delivery-delivered_on": tomorrow,
+                "delivery-channel": "email",
+            },
+            409,
+        ),
+        (
+            "/record",
+            {
+                "delivery-target": target_id,
+                "delivery-delivered_on": "2020-01-01",
                 "delivery-channel": "email",
             },
             409,

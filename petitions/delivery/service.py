@@ -149,6 +149,8 @@ def record_delivery(
         raise InvalidTransition("This target has no address to send the delivery to.")
     if delivered_on > now.date():
         raise InvalidTransition("A delivery cannot be dated in the future.")
+    if petition.published_at is not None and delivered_on < petition.published_at.date():
+        raise InvalidTransition("A delivery cannot be dated before the letter was published.")
     if response_requested_by is not None and response_requested_by < delivered_on:
         raise InvalidTransition("The response can only be requested by a day after delivery.")
     files = pack.build(session, petition, target.label, delivered_on)
