@@ -17,6 +17,7 @@ from petitions.delivery import timeline
 from petitions.models import Outcome, Petition, TimelineKind
 from petitions.models.subscriber import Subscriber
 from petitions.models.update import Update
+from tests.committee_site import accept, invite, person
 from tests.conftest import csrf_from
 from tests.test_subscribers import _dump, _worker_drain
 
@@ -306,3 +307,42 @@ def test_organizer_pages_never_show_an_address_and_strangers_get_404(site, app, 
     html_page = site.client.get(page).get_data(as_text=True)
     post = stranger.post(page, data={"csrf_token": csrf_from(html_page), "subject": "x"})
     assert post.status_code in (400, 404)
+
+
+def test_a_viewer_sees_the_counts_but_may_not_write(site, app, letter):
+    _slug, petition_id = letter
+    vic = person(site, app, "vic@example.org", "Vic Viewer")
+    accept(site, vic, invite(site, site.client, petition_id, "vic@example.org", role="viewer"))
+    page = f"/letters/{petition_id}/updates"
+    shown = vic.get(page).get_data(as_text=True)
+    assert 'id="subscriber-count">0<' in shown and "Write an update" not in shown
+    data = {"csrf_token": csrf_from(shown), "subject": "Hijack", "body": "x", "send": "y"}
+    assert vic.post(page, data=data).status_code == 403
+    with new_session(app, write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Update)) == 0
+
+
+def test_every_updates_post_without_a_csrf_token_is_refused(site, app, letter):
+    slug, petition_id = letter
+    values = {"slug": slug, "petition_id": petition_id, "token": "not-a-token"}
+    posts = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("updates.") and "POST" in rule.methods:
+            url = rule.build({arg: values[arg] for arg in rule.arguments})[1]
+            answer = site.client.post(url, data={})
+            assert answer.status_code == 400, rule.endpoint
+            assert "This form has expired" in answer.get_data(as_text=True), rule.endpoint
+            posts += 1
+    assert posts == 4
+    with new_session(app, write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Update)) == 0
+
+
+def test_no_subscribing_once_the_retention_ended(site, app, letter):
+    slug, petition_id = letter
+    _close(app, petition_id, 91)
+    page = f"/p/{slug}/updates"
+    answer = site.post_form(page, page, {"email": PERSONAL}, client=app.test_client())
+    assert answer.status_code == 400
+    assert "no longer sends updates" in answer.get_data(as_text=True)
+    assert _subscribers(app) == 0

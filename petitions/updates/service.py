@@ -38,8 +38,8 @@ class UpdateRefused(DomainError):
     """The update may not be sent (too soon, too many this week); the message says why."""
 
 
-class WorkAddress(DomainError):
-    """A work address of the letter's employers given for updates."""
+class AddressRefused(DomainError):
+    """An address that may not subscribe: at the letter's employers, or too late."""
 
 
 class BadLink(DomainError):
@@ -84,9 +84,9 @@ def unsubscribe_url(address_hash: str) -> str:
 
 
 def refuse_work_address(petition: Petition, address: str) -> None:
-    """Raise WorkAddress for an address at one of the letter's employer domains."""
+    """Raise AddressRefused for an address at one of the letter's employer domains."""
     if petition.company_for(address.rpartition("@")[2].lower()) is not None:
-        raise WorkAddress(
+        raise AddressRefused(
             "That is a work address of a company this letter names. Updates go only to a"
             " personal address your employer cannot read."
         )
@@ -96,6 +96,10 @@ def subscribe(session: Session, petition: Petition, address: str, now: datetime)
     """Seal `address` as an unconfirmed subscriber and email it the double opt-in link; the
     same whether or not it was subscribed already (the page says the same either way)."""
     refuse_work_address(petition, address)
+    outcome = timeline.current_outcome(session, petition.id)
+    ends = retention_ends(petition, outcome.created_at if outcome else None)
+    if ends is not None and ends <= now:
+        raise AddressRefused("This letter no longer sends updates: follow its Atom feed instead.")
     subscribers.add(session, petition.id, address, now.date())
     address_hash = subscribers.subscriber_hash(petition.id, address)
     queue_email(session, address, "update_confirm", petition=petition, updates_hash=address_hash)
