@@ -1,6 +1,6 @@
-"""Delivering a letter: targets, recording a delivery with its pack, the recipient's private
-link (receipt and response), responses recorded by the organizers, deadlines, outcomes and
-corrections. Every change by a member is also written to the committee log.
+"""Delivering a letter: targets, recording a delivery with its pack (and a recipient link,
+`links`), responses recorded by the organizers, deadlines, outcomes and corrections. Every
+change by a member is also written to the committee log.
 
 Undersigned never contacts a target by itself: mail goes out only when the committee asks.
 """
