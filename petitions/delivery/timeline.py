@@ -198,18 +198,21 @@ def record_passed_deadlines(session: Session, now: datetime) -> int:
     """Write "No response N days after delivery" for each delivery past its requested date
     without a response; each once (a worker chore). Returns how many were written."""
     responded = select(DeliveryResponse.id).where(DeliveryResponse.delivery_id == Delivery.id)
+    noted = select(TimelineEntry.id).where(
+        TimelineEntry.delivery_id == Delivery.id,
+        TimelineEntry.kind == TimelineKind.DEADLINE_PASSED,
+    )
     due = session.scalars(
         select(Delivery).where(
             Delivery.response_requested_by.is_not(None),
             Delivery.response_requested_by < now.date(),
             ~responded.exists(),
+            ~noted.exists(),
         )
     ).all()
     written = 0
     for delivery in due:
         key = f"deadline:{delivery.id}"
-        if session.scalar(select(TimelineEntry.id).where(TimelineEntry.once_key == key)):
-            continue
         days = (delivery.response_requested_by - delivery.delivered_on).days
         try:
             with session.begin_nested():
