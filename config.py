@@ -56,6 +56,9 @@ class Config:
     MAIL_RETRY_BASE = float(os.environ.get("MAIL_RETRY_BASE", "30"))
     MAIL_RETRY_MAX = float(os.environ.get("MAIL_RETRY_MAX", "600"))
     MAIL_RETRY_FOR = float(os.environ.get("MAIL_RETRY_FOR", str(2 * 24 * 3600)))
+    #: subscribers whose update email the worker opens and queues at a time; the next batch
+    #: waits until this one has left the outbox, so few addresses are ever there in clear
+    UPDATES_BATCH_SIZE = int(os.environ.get("UPDATES_BATCH_SIZE", "200"))
 
     #: Flask-Limiter storage: memory:// for one process, redis://host:6379 to share across workers
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")

@@ -14,9 +14,12 @@ from sqlalchemy import func, select, update
 
 from petitions.db import new_session, utcnow
 from petitions.delivery import timeline
-from petitions.models import Outcome, Petition, TimelineKind
+from petitions.mail import worker as mail_worker
+from petitions.models import OutboxMessage, Outcome, Petition, TimelineKind
+from petitions.models.outbox import OutboxStatus
 from petitions.models.subscriber import Subscriber
-from petitions.models.update import Update
+from petitions.models.update import Update, UpdateState
+from petitions.updates.sending import work as send_updates
 from tests.committee_site import accept, invite, person
 from tests.conftest import csrf_from
 from tests.test_subscribers import _dump, _worker_drain
@@ -346,3 +349,42 @@ def test_no_subscribing_once_the_retention_ended(site, app, letter):
     assert answer.status_code == 400
     assert "no longer sends updates" in answer.get_data(as_text=True)
     assert _subscribers(app) == 0
+
+
+def _chore(app) -> None:
+    """One pass of the worker's updates chore."""
+    with app.app_context(), new_session(app) as session:
+        send_updates(session, utcnow())
+        session.commit()
+
+
+def _in_outbox(app) -> int:
+    with new_session(app, write=False) as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.template == "update")
+        )
+
+
+@pytest.mark.config(UPDATES_BATCH_SIZE=2)
+def test_the_worker_queues_one_batch_at_a_time(site, app, letter, mailbox):
+    slug, petition_id = letter
+    addresses = [f"reader{n}@home{n}.example" for n in range(5)]
+    for address in addresses:
+        _subscribe(site, slug, address)
+    mailbox.clear()
+    _write(site, petition_id, "News", "Some news.")
+    _chore(app)
+    assert _in_outbox(app) == 2
+    _chore(app)  # the batch has not left: nothing more is opened
+    assert _in_outbox(app) == 2
+    for _ in range(4):
+        with app.app_context():
+            mail_worker.drain(app)
+        _chore(app)
+        assert _in_outbox(app) <= 2
+    assert sorted(m.to for m in mailbox.messages) == sorted(addresses)
+    with new_session(app, write=False) as session:
+        sent = session.scalars(select(Update)).one()
+        assert (sent.state, sent.queued_count, sent.delivered_count) == (UpdateState.SENT, 5, 5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,8 +20,6 @@ from petitions.models.update import Update, UpdateMessage, UpdateState
 from petitions.signing import subscribers
 from petitions.updates import service
 
-#: subscribers whose email one pass of the chore opens and queues, per update
-BATCH_SIZE = 200
 #: how the mail worker words a refusal for good (`_Batch.permanent`): a 5xx for the address
 PERMANENT_PREFIXES = ("recipient refused", "rejected: 5")
 
@@ -29,8 +28,8 @@ def _postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def queue_batch(session: Session, update_row: Update) -> int:
-    """Queue the update's email for up to BATCH_SIZE more confirmed subscribers, in random
+def queue_batch(session: Session, update_row: Update, size: int) -> int:
+    """Queue the update's email for up to `size` more confirmed subscribers, in random
     order; mark it sent once every one has been queued. Returns how many were queued."""
     petition = session.get(Petition, update_row.petition_id)
     assert petition is not None
@@ -45,7 +44,7 @@ def queue_batch(session: Session, update_row: Update) -> int:
                 Subscriber.id.not_in(done),
             )
             .order_by(func.random())
-            .limit(BATCH_SIZE)
+            .limit(size)
         )
     )
     letter_url = service.absolute_url("public.letter", slug=petition.slug)
@@ -70,7 +69,7 @@ def queue_batch(session: Session, update_row: Update) -> int:
             UpdateMessage(update_id=update_row.id, subscriber_id=row.id, outbox_id=message.id)
         )
     update_row.queued_count += len(rows)
-    if len(rows) < BATCH_SIZE:
+    if len(rows) < size:
         update_row.finish_queueing()
     session.flush()
     return len(rows)
@@ -138,12 +137,21 @@ def purge_subscribers(session: Session, now: datetime) -> int:
 
 
 def work(session: Session, now: datetime) -> None:
-    """Worker chore: settle what was sent, then queue the next batch of each update."""
+    """Worker chore: settle what was sent, then queue the next batch of each update whose
+    last batch has left the outbox."""
     settle(session)
     query = select(Update).where(Update.state == UpdateState.QUEUED).order_by(Update.id)
     if _postgresql(session):
         # Two workers never queue the same update at once (SQLite's write lock sees to it there).
         query = query.with_for_update(skip_locked=True)
     waiting = session.scalars(query).all()
+    in_flight = set(
+        session.scalars(
+            select(UpdateMessage.update_id)
+            .join(OutboxMessage, OutboxMessage.id == UpdateMessage.outbox_id)
+            .where(OutboxMessage.status == OutboxStatus.QUEUED)
+        )
+    )
     for update_row in waiting:
-        queue_batch(session, update_row)
+        if update_row.id not in in_flight:
+            queue_batch(session, update_row, current_app.config["UPDATES_BATCH_SIZE"])
