@@ -20,8 +20,10 @@ from petitions.models.update import Update, UpdateMessage, UpdateState
 from petitions.signing import subscribers
 from petitions.updates import service
 
-#: how the mail worker words a refusal for good (`_Batch.permanent`): a 5xx for the address
-PERMANENT_PREFIXES = ("recipient refused", "rejected: 5")
+#: how the mail worker words a refusal for good of the address itself (`_Batch.refused`): a
+#: 5xx to RCPT, or a 550, 551 or 553 (mailbox unavailable, not local, name not allowed)
+#: afterwards; a 552 or 554 about the message's content leaves the subscriber alone
+PERMANENT_PREFIXES = ("recipient refused", "rejected: 550", "rejected: 551", "rejected: 553")
 
 
 def _postgresql(session: Session) -> bool:
