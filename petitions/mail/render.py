@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
@@ -10,6 +12,25 @@ from flask import Flask
 
 from petitions.db import utcnow
 from petitions.models import OutboxMessage
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header classes, each built once: `HeaderRegistry` builds a new class for
+    every header of every message, a third of the instructions a message took to write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._built: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        built = self._built.get(name)
+        if built is None:
+            built = self._built[name] = super().__getitem__(name)
+        return built
+
+
+#: the `email` package's SMTP policy (CRLF line ends), with the header classes built once
+POLICY = SMTP.clone(header_factory=_HeaderClasses())
 
 
 def render_words(app: Flask, template: str, context: dict[str, Any]) -> tuple[str, str, str]:
@@ -32,7 +53,7 @@ def compose(app: Flask, message: OutboxMessage) -> EmailMessage:
     else:
         subject, text, html = render_words(app, message.template, message.context or {})
     sender = app.config["MAIL_FROM"]
-    email = EmailMessage()
+    email = EmailMessage(policy=POLICY)
     email["From"] = sender
     email["To"] = message.recipient or ""
     email["Subject"] = " ".join(subject.split())  # one line, whatever a title held
