@@ -388,3 +388,14 @@ def test_the_worker_queues_one_batch_at_a_time(site, app, letter, mailbox):
     with new_session(app, write=False) as session:
         sent = session.scalars(select(Update)).one()
         assert (sent.state, sent.queued_count, sent.delivered_count) == (UpdateState.SENT, 5, 5)
+
+
+def test_asking_again_the_same_day_sends_no_second_email(site, app, letter, mailbox):
+    slug, _petition_id = letter
+    page = f"/p/{slug}/updates"
+    for _ in range(3):
+        answer = site.post_form(page, page, {"email": PERSONAL}, client=app.test_client())
+        assert "Check your email" in answer.get_data(as_text=True)
+    _worker_drain(app)
+    assert len(mailbox.to(PERSONAL)) == 1
+    assert _subscribers(app) == 1

@@ -93,15 +93,21 @@ def refuse_work_address(petition: Petition, address: str) -> None:
 
 
 def subscribe(session: Session, petition: Petition, address: str, now: datetime) -> None:
-    """Seal `address` as an unconfirmed subscriber and email it the double opt-in link; the
-    same whether or not it was subscribed already (the page says the same either way)."""
+    """Seal `address` as an unconfirmed subscriber and email it the double opt-in link, at
+    most once a day and never once confirmed; the page says the same either way."""
     refuse_work_address(petition, address)
     outcome = timeline.current_outcome(session, petition.id)
     ends = retention_ends(petition, outcome.created_at if outcome else None)
     if ends is not None and ends <= now:
         raise AddressRefused("This letter no longer sends updates: follow its Atom feed instead.")
-    subscribers.add(session, petition.id, address, now.date())
     address_hash = subscribers.subscriber_hash(petition.id, address)
+    known = session.scalar(select(Subscriber).where(Subscriber.address_hash == address_hash))
+    if known is None:
+        subscribers.add(session, petition.id, address, now.date())
+    elif known.is_confirmed or known.created_on >= now.date():
+        return  # nobody can make us mail an address more than once a day
+    else:
+        known.created_on = now.date()  # its new link works as long as the first did
     queue_email(session, address, "update_confirm", petition=petition, updates_hash=address_hash)
 
 
