@@ -21,8 +21,18 @@ ACCOUNT_ENDPOINTS = {
 OWNED_ARGS = {"petition_id", "report_id"}
 
 
+#: an invitation's page opens for anyone holding the link; accepting it needs a login
+TOKEN_PAGES = {"committee.invitation"}
+#: the organizers' pages of a feature whose other pages are public
+ORGANIZER_ENDPOINTS = {"updates.manage", "updates.write"}
+
+
 def _private(endpoint: str) -> bool:
-    return endpoint.split(".")[0] in {"organizer", "admin", "delivery"} or (
+    if endpoint in TOKEN_PAGES:
+        return False
+    if endpoint in ORGANIZER_ENDPOINTS:
+        return True
+    return endpoint.split(".")[0] in {"organizer", "admin", "delivery", "committee"} or (
         endpoint in ACCOUNT_ENDPOINTS
     )
 
@@ -54,6 +64,10 @@ def world(site, app):
         "target_id": 1,
         "delivery_id": 1,
         "name": "pack.pdf",
+        "action_id": 1,
+        "invitation_id": 1,
+        "member_id": 1,
+        "takedown_id": 1,
     }
     return {"a": site.client, "b": other, "visitor": visitor, "values": values}
 

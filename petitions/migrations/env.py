@@ -15,6 +15,10 @@ with engine.connect() as connection:
         # every row that refers to the dropped table. The pragma works only outside a
         # transaction, so it goes to the driver's connection before Alembic begins one.
         connection.connection.execute("PRAGMA foreign_keys=OFF")
+    else:
+        # The app's statement timeout guards requests; a migration may take as long as it needs.
+        connection.exec_driver_sql("SET statement_timeout = 0")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
