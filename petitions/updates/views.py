@@ -76,7 +76,7 @@ def subscribe(slug: str):  # type: ignore[no-untyped-def]
     session = get_session()
     try:
         service.subscribe(session, petition, form.email.data, utcnow())
-    except service.WorkAddress as exc:
+    except service.AddressRefused as exc:
         session.rollback()
         form.email.errors.append(str(exc))
         return _subscribe_page(petition, form, 400)
