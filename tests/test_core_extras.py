@@ -14,7 +14,9 @@ from tests.conftest import csrf_from, make_config
 
 def test_links_use_public_url_never_the_host_header(site):
     slug = site.letter()
-    html = site.client.get(f"/p/{slug}/sign", headers={"Host": "evil.example"}).get_data(as_text=True)
+    html = site.client.get(f"/p/{slug}/sign", headers={"Host": "evil.example"}).get_data(
+        as_text=True
+    )
     site.client.post(
         f"/p/{slug}/sign",
         headers={"Host": "evil.example"},

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from petitions.public import views as public
 from petitions.db import new_session, utcnow
 from petitions.models import CountSnapshot, Petition, PetitionCounter, SnapshotKind
+from petitions.public import views as public
 from petitions.tallies import chart, counts, history
 from tests.conftest import csrf_from, hidden
 

@@ -57,16 +57,13 @@ def test_a_withdrawal_code_is_found_through_the_code_index(app):
 
 
 def test_other_purposes_take_no_standalone_code(app):
-    with app.app_context():
-        with new_session(app) as session:
-            with pytest.raises(ValueError, match="standalone"):
-                tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, utcnow(), long_code=True)
-            assert (
-                tokens.find_by_long_code(
-                    session, TokenPurpose.CONFIRM_ACCOUNT, "ABCD-EFGH-JKLM-NPQR"
-                )
-                is None
-            )
+    with app.app_context(), new_session(app) as session:
+        with pytest.raises(ValueError, match="standalone"):
+            tokens.issue(session, TokenPurpose.CONFIRM_ACCOUNT, utcnow(), long_code=True)
+        assert (
+            tokens.find_by_long_code(session, TokenPurpose.CONFIRM_ACCOUNT, "ABCD-EFGH-JKLM-NPQR")
+            is None
+        )
 
 
 def test_an_accounts_tokens_are_found_through_the_account_index_and_go_with_it(app):
