@@ -20,8 +20,6 @@ from operator import attrgetter
 from flask import current_app, render_template, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from weasyprint import HTML
-from weasyprint.urls import URLFetcher
 
 from petitions.models import Display, Petition, Signature, SignatureState
 from petitions.tallies import counts, signers
@@ -193,6 +191,11 @@ def render_pdf(snapshot: Snapshot, sha256: str) -> bytes:
         for company, group in itertools.groupby(snapshot.signers, key=attrgetter("company"))
     ]
     html = render_template("delivery/pack.html", snapshot=snapshot, groups=groups, sha256=sha256)
+    # Imported here: WeasyPrint and its libraries cost each web worker tens of megabytes, and
+    # only recording a delivery needs them.
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
     return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=())).write_pdf()
 
 
