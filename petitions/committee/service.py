@@ -151,7 +151,7 @@ def invitations(session: Session, petition_id: int) -> list[Invitation]:
     )
 
 
-def _send(session: Session, invitation: Invitation, inviter: User, now: datetime) -> None:
+def _send(session: Session, invitation: Invitation, now: datetime) -> None:
     nonce = hashing.new_nonce()
     invitation.renew(hashing.hash_nonce(nonce), now + INVITATION_LIFETIME)
     token = hashing.sign_nonce(INVITATION_PURPOSE, nonce)
@@ -186,7 +186,7 @@ def invite(
         petition_id=petition.id, email=email, role=role, invited_by_id=inviter.id, created_at=now
     )
     session.add(invitation)
-    _send(session, invitation, inviter, now)
+    _send(session, invitation, now)
     session.flush()
     record(session, petition.id, inviter, "invited", f"Invited {email} as {role}.")
     return invitation
@@ -204,7 +204,7 @@ def resend(
 ) -> Invitation:
     """Send an invitation again with a new link and a new lifetime; the old link dies."""
     invitation = _invitation(session, petition, invitation_id)
-    _send(session, invitation, actor, now)
+    _send(session, invitation, now)
     record(session, petition.id, actor, "invitation_resent", f"Sent again to {invitation.email}.")
     return invitation
 
