@@ -157,13 +157,21 @@ def dns_fixture() -> Iterator[KeyServer]:
 
 
 @pytest.fixture(name="app")
-def dkim_app_fixture(database_url: str, mailbox: Mailbox, dns: KeyServer) -> Iterator[Flask]:
-    """The app, asking the test DNS server for DKIM keys (replaces conftest's `app`)."""
+def dkim_app_fixture(
+    database_url: str, mailbox: Mailbox, dns: KeyServer, request: pytest.FixtureRequest
+) -> Iterator[Flask]:
+    """The app, asking the test DNS server for DKIM keys (replaces conftest's `app`, and
+    takes `@pytest.mark.config(...)` as it does)."""
     mailbox.clear()
     mailbox.reject_code = None
     dns.resolver.failing = False
+    marker = request.node.get_closest_marker("config")
     config = make_config(
-        database_url, mailbox.port, DKIM_NAMESERVER=dns.address, DKIM_DNS_TIMEOUT=2.0
+        database_url,
+        mailbox.port,
+        DKIM_NAMESERVER=dns.address,
+        DKIM_DNS_TIMEOUT=2.0,
+        **(marker.kwargs if marker else {}),
     )
     application = create_app(config)
     yield application

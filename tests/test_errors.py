@@ -110,7 +110,8 @@ def test_pages_say_busy_with_503_while_the_database_is_unreachable(site):
     api = client.get("/api/v1/petitions")
     assert api.status_code == 503
     assert api.get_json()["error"]["status"] == 503
-    assert api.headers["Retry-After"] == "5"
+    # Flask-Limiter keeps the later of ours and the end of the API's limit window.
+    assert int(api.headers["Retry-After"]) >= 5
 
 
 def test_an_error_that_escapes_every_handler_is_logged_without_its_path(app, caplog):

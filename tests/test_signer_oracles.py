@@ -19,6 +19,9 @@ WRONG = "0000-0000"
 SECRETS = re.compile(r'(name="(?:csrf_token|handle)"[^>]*value=")[^"]*(")')
 COOKIE = re.compile(r"=([^;]*)")
 
+#: each test signs again and again from one client, as many people would
+pytestmark = pytest.mark.config(RATELIMIT_ENABLED=False)
+
 
 def _shape(response) -> tuple:
     """What a stranger can compare of an answer: status, body (its fresh secrets blanked),
