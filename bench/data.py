@@ -115,6 +115,7 @@ def seed_letter(app: Flask, slug: str, confirmed: int) -> Letter:
             slug=slug,
             state="open",
             published_at=now,
+            listing_approved_at=now,  # listed, as a letter past review is
         )
         session.add(letter)
         session.flush()
