@@ -28,6 +28,19 @@ REDIS_URL = "redis://127.0.0.1:6379"
 PASSWORD = "correct horse battery staple"
 
 
+def require_weasyprint() -> None:
+    """Skip where WeasyPrint's libraries (Pango) are missing; in CI, which installs them, fail."""
+    try:
+        import weasyprint  # noqa: F401
+    except OSError:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_BROWSER"):
+            raise
+        pytest.skip(
+            "WeasyPrint needs Pango (apt-get install libpango-1.0-0 libpangoft2-1.0-0)",
+            allow_module_level=True,
+        )
+
+
 def require_redis() -> None:
     """Skip on a laptop without Redis; in CI (where Redis always runs) fail instead."""
     try:

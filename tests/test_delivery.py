@@ -22,10 +22,12 @@ from sqlalchemy.exc import DBAPIError
 from petitions.db import new_session, utcnow
 from petitions.delivery import timeline
 from petitions.models import Petition, Signature
-from tests.conftest import PASSWORD, Site, csrf_from
+from tests.conftest import PASSWORD, Site, csrf_from, require_weasyprint
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 EMPLOYERS = "microsoft.com Microsoft\ngithub.com GitHub"
+
+require_weasyprint()  # the pack's PDF
 
 
 def letter(site: Site, **fields: object) -> tuple[int, str]:

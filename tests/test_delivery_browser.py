@@ -22,11 +22,13 @@ from petitions.db import get_engine, new_session, utcnow
 from petitions.letters import service as letters
 from petitions.mail import worker as mail_worker
 from petitions.models import User
-from tests.conftest import PASSWORD, make_config
+from tests.conftest import PASSWORD, make_config, require_weasyprint
 from tests.mailbox import Mailbox, free_port
 from tests.test_browser import browser  # noqa: F401 - the Chromium fixture
 
 AXE = Axe()
+
+require_weasyprint()  # the pack's PDF
 
 
 @pytest.fixture

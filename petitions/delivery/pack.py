@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from petitions.models import Display, Petition, Signature, SignatureState
+from petitions.models.errors import DomainError
 from petitions.tallies import counts, signers
 from petitions.tallies import summary as tallies
 
@@ -193,8 +194,14 @@ def render_pdf(snapshot: Snapshot, sha256: str) -> bytes:
     html = render_template("delivery/pack.html", snapshot=snapshot, groups=groups, sha256=sha256)
     # Imported here: WeasyPrint and its libraries cost each web worker tens of megabytes, and
     # only recording a delivery needs them.
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher
+    try:
+        from weasyprint import HTML
+        from weasyprint.urls import URLFetcher
+    except OSError:  # Pango is missing on this server
+        raise DomainError(
+            "This server cannot make the printable PDF yet (its PDF libraries are missing)."
+            " Nothing was recorded; please tell the site's operators."
+        ) from None
 
     return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=())).write_pdf()
 
