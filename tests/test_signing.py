@@ -143,8 +143,22 @@ def test_closed_letter_stops_signing_and_shows_final_count(site):
     assert response.status_code == 302
     page = site.client.get(f"/p/{slug}").get_data(as_text=True)
     assert "This letter is closed" in page
-    assert 'action="/p/' not in page
+    assert f'href="/p/{slug}/sign"' not in page
+    # A sign page kept in a bookmark says the letter is closed, and offers no form.
+    form = site.client.get(f"/p/{slug}/sign")
+    assert form.status_code == 410
+    assert "This letter is closed" in form.get_data(as_text=True)
+    assert 'name="email"' not in form.get_data(as_text=True)
     assert site.count(slug) == 1
+
+
+def test_the_letter_page_links_to_its_own_sign_page(site, app):
+    slug = site.letter()
+    page = app.test_client().get(f"/p/{slug}").get_data(as_text=True)
+    assert f'href="/p/{slug}/sign"' in page
+    form = app.test_client().get(f"/p/{slug}/sign").get_data(as_text=True)
+    assert 'name="csrf_token"' in form and "Before you sign" in form
+    assert app.test_client().get("/p/no-such-letter/sign").status_code == 404
 
 
 def _petition_id(site, slug):
